@@ -1,0 +1,71 @@
+// Package format defines mmapwal's on-disk format and its shared errors. It
+// works on byte slices only and imports no file or mapping code, so that the
+// index, recovery and mmapwal packages can all depend on it without depending
+// on each other.
+//
+// All integers are little-endian. These constants and layouts are part of the
+// on-disk format: changing any of them changes the bytes pinned by the golden
+// files in testdata/ and needs a new Version.
+//
+// # Directory
+//
+//	00000000000000000001.seg   segment whose first record has seq 1
+//	00000000000000000001.idx   offset index of that segment (a cache)
+//	wal.meta                   logical first seq after TruncateFront (optional)
+//	LOCK                       held with an exclusive lock while open
+//	*.tmp                      interrupted preparation or rename; removed on open
+//
+// # Segment file
+//
+// A segment is preallocated to its full size and starts with a 64-byte header.
+// Frames follow back to back, each 8-byte aligned; unused space is zero.
+//
+//	 0       8       12      16              24              32                       60      64
+//	 +-------+-------+-------+---------------+---------------+------------------------+-------+
+//	 | magic |version| flags |   first seq   |  segment ID   |   reserved (zero)      | CRC32C|
+//	 +-------+-------+-------+---------------+---------------+------------------------+-------+
+//	 magic "MMWALSEG"; CRC32C (Castagnoli) of bytes [0,60).
+//	 The segment ID is random and non-zero, chosen when the file is prepared.
+//
+// # Frame
+//
+//	 0       4   5       8               16              24              32
+//	 +-------+---+-------+---------------+---------------+---------------+---------+-------+
+//	 | CRC32C|kind reserved|   length    |      seq      | durable seq   | payload | zero  |
+//	 +-------+---+-------+---------------+---------------+---------------+---------+-------+
+//	                                                                       length    pad to 8
+//
+//	CRC32C = crc32c(segment ID as 8 bytes ‖ header[4:32] ‖ payload)
+//	kind: 1 full record, 2 first / 3 middle / 4 last record of an atomic batch.
+//	      0 is never valid, so an all-zero header (preallocated space) is the end of the log.
+//	durable seq: the highest seq known to be durable (synced) when this frame
+//	      was reserved. A valid frame whose durable seq covers an earlier bad
+//	      frame proves that the bad frame had been synced: recovery then
+//	      reports corruption instead of cutting a torn tail.
+//
+// Mixing the segment ID into every CRC means bytes left from another segment
+// (or another incarnation of this one) can never validate.
+//
+// # Index file
+//
+//	 0       8       12      16              24              32              40              48          60      64
+//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-----------+-------+
+//	 | magic |version| width |  segment ID   |   first seq   |     count     |  end offset   | reserved  | CRC32C|
+//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-----------+-------+
+//	 | entry 0 (uint32) | entry 1 | ...                                                    entries: frame offset / 8
+//
+//	magic "MMWALIDX"; width is 4. (count, end offset) is a checkpoint: the
+//	first count records of the segment are complete and durable and end at
+//	end offset. It is written only after the segment data it describes was
+//	synced, so any version of it that reaches the disk is true. Entries at or
+//	after count may be stale and are rebuilt by scanning from end offset.
+//
+// # Meta file (wal.meta, 32 bytes)
+//
+//	 0       8       12      16              24      28      32
+//	 +-------+-------+-------+---------------+-------+-------+
+//	 | magic |version| zero  |   first seq   | zero  | CRC32C|
+//	 +-------+-------+-------+---------------+-------+-------+
+//	 magic "MMWALMET"; first seq is the logical first seq set by TruncateFront.
+//	 Written to a temporary file, synced and renamed over the old one.
+package format

@@ -1,0 +1,178 @@
+// Package index keeps one offset index file per segment: a mapped array of
+// fixed-width entries, entry i holding the offset of record FirstSeq+i, so
+// that Read(seq) is a few loads. The index is a cache of its segment: every
+// reader checks the frame it points at (seq and CRC), and a missing, short,
+// stale or garbage index is rebuilt from the segment. The layout is
+// documented in package format.
+package index
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+
+	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/platform"
+)
+
+// Index is an open, mapped index file.
+//
+// Concurrency: Set for entry i happens before record i is published to
+// readers (the publishing atomic store orders it), so Get needs no lock.
+// Checkpoint, Sync and Close are called by one goroutine at a time (the
+// WAL's flusher, or the WAL with its writer lock held).
+type Index struct {
+	path     string
+	f        *os.File
+	m        []byte
+	capacity int
+	hdr      format.IndexHeader
+}
+
+// Capacity is the number of entries an index for a segment of segSize bytes
+// needs: every frame takes at least FrameHeaderSize bytes.
+func Capacity(segSize int64) int {
+	return int((segSize - format.SegmentHeaderSize) / format.FrameHeaderSize)
+}
+
+// FileSize is the size of an index file with capacity entries.
+func FileSize(capacity int) int64 {
+	return format.IndexHeaderSize + int64(capacity)*format.IndexEntrySize
+}
+
+// Create makes a new, empty index file at path (replacing any file there),
+// preallocated for capacity entries and mapped. Entries are zero; the
+// checkpoint says zero records.
+func Create(path string, segID, firstSeq uint64, capacity int) (*Index, error) {
+	_ = os.Remove(path)
+	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	size := FileSize(capacity)
+	if err := platform.Preallocate(f, size); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	m, err := platform.Map(f, int(size))
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	x := &Index{path: path, f: f, m: m, capacity: capacity,
+		hdr: format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}}
+	x.hdr.Encode(m)
+	return x, nil
+}
+
+// Open maps an existing index file. It checks only that the file is large
+// enough for capacity entries; the caller validates the header (Header).
+func Open(path string, capacity int) (*Index, error) {
+	f, err := platform.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	size := FileSize(capacity)
+	if fi.Size() < size {
+		f.Close()
+		return nil, fmt.Errorf("index %s: %d bytes, want %d", path, fi.Size(), size)
+	}
+	m, err := platform.Map(f, int(size))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	h, err := format.DecodeIndexHeader(m)
+	if err != nil {
+		platform.Unmap(m)
+		f.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return &Index{path: path, f: f, m: m, capacity: capacity, hdr: h}, nil
+}
+
+// Path is the index file's path.
+func (x *Index) Path() string { return x.path }
+
+// Header is the header as last read or written.
+func (x *Index) Header() format.IndexHeader { return x.hdr }
+
+// Capacity is the number of entries the file holds.
+func (x *Index) Capacity() int { return x.capacity }
+
+// Set records that record i of the segment is at offset off.
+func (x *Index) Set(i int, off int64) {
+	p := format.IndexHeaderSize + i*format.IndexEntrySize
+	binary.LittleEndian.PutUint32(x.m[p:], uint32(off/format.FrameAlign))
+}
+
+// Get returns the offset recorded for record i, or false if i is outside
+// the file. The offset is only a hint until the frame there is checked.
+func (x *Index) Get(i uint64) (int64, bool) {
+	if i >= uint64(x.capacity) {
+		return 0, false
+	}
+	p := format.IndexHeaderSize + int(i)*format.IndexEntrySize
+	return int64(binary.LittleEndian.Uint32(x.m[p:])) * format.FrameAlign, true
+}
+
+// Checkpoint records that the first count records are complete and durable
+// and end at end. REQUIRES: the segment bytes it describes were synced, so
+// that whichever version of the header reaches the disk is true.
+func (x *Index) Checkpoint(count uint64, end int64) {
+	x.hdr.Count, x.hdr.EndOffset = count, uint64(end)
+	x.hdr.Encode(x.m)
+}
+
+// Sync makes entries and checkpoint durable.
+func (x *Index) Sync() error {
+	return platform.SyncRange(x.m, x.f, 0, len(x.m))
+}
+
+// Close unmaps and closes the file without syncing.
+func (x *Index) Close() error {
+	if x == nil || x.f == nil {
+		return nil
+	}
+	err := platform.Unmap(x.m)
+	if cerr := x.f.Close(); err == nil {
+		err = cerr
+	}
+	x.m, x.f = nil, nil
+	return err
+}
+
+// Init writes a fresh header for a segment (a prepared index gets its
+// segment's identity when the segment is activated).
+func (x *Index) Init(segID, firstSeq uint64) {
+	x.hdr = format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}
+	x.hdr.Encode(x.m)
+}
+
+// Rename moves the index file; the mapping stays valid.
+func (x *Index) Rename(path string) error {
+	if err := os.Rename(x.path, path); err != nil {
+		return err
+	}
+	x.path = path
+	return nil
+}
+
+// Remove closes the index and deletes its file.
+func (x *Index) Remove() error {
+	err := x.Close()
+	if rerr := os.Remove(x.path); err == nil && rerr != nil && !os.IsNotExist(rerr) {
+		err = rerr
+	}
+	return err
+}
+
+// Mapping is the mapped file (for paging hints).
+func (x *Index) Mapping() []byte { return x.m }

@@ -1,0 +1,210 @@
+package mmapwal
+
+import (
+	"fmt"
+
+	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/platform"
+)
+
+// Append adds a record and returns its seq. Under SyncAlways it returns once
+// the record is durable; otherwise once it is in the mapping (it survives a
+// crash of this process). An empty record is valid.
+func (w *WAL) Append(data []byte) (uint64, error) {
+	if len(data) > w.opts.MaxRecordSize {
+		return 0, fmt.Errorf("%w: %d bytes, MaxRecordSize is %d", ErrTooLarge, len(data), w.opts.MaxRecordSize)
+	}
+	size := format.FrameSize(len(data))
+	w.mu.Lock()
+	seg, off, seq, durable, err := w.reserveLocked(size, 1)
+	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if err := w.write(seg, off, seq, durable, format.KindFull, data); err != nil {
+		return 0, err
+	}
+	if err := w.publish(seq, seq, seg, off+size); err != nil {
+		return 0, err
+	}
+	if w.opts.Sync == SyncAlways {
+		if err := w.waitDurable(seq); err != nil {
+			return 0, err
+		}
+	}
+	w.st.appends.Add(1)
+	return seq, nil
+}
+
+// AppendBatch adds records with consecutive seqs and returns the first. The
+// batch is atomic: after a crash either all its records are present or none.
+// A batch never spans segments; one larger than a segment gets a segment
+// sized to fit. An empty batch returns (0, nil) and appends nothing.
+func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
+	if len(records) == 0 {
+		return 0, nil
+	}
+	var size int64
+	for i, r := range records {
+		if len(r) > w.opts.MaxRecordSize {
+			return 0, fmt.Errorf("%w: record %d of batch is %d bytes, MaxRecordSize is %d", ErrTooLarge, i, len(r), w.opts.MaxRecordSize)
+		}
+		size += format.FrameSize(len(r))
+	}
+	if size > MaxSegmentSize-format.SegmentHeaderSize {
+		return 0, fmt.Errorf("%w: batch of %d bytes exceeds the largest segment", ErrTooLarge, size)
+	}
+	n := uint64(len(records))
+	w.mu.Lock()
+	seg, off, first, durable, err := w.reserveLocked(size, n)
+	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	p := off
+	for i, r := range records {
+		kind := byte(format.KindMiddle)
+		switch {
+		case n == 1:
+			kind = format.KindFull
+		case i == 0:
+			kind = format.KindFirst
+		case i == len(records)-1:
+			kind = format.KindLast
+		}
+		if err := w.write(seg, p, first+uint64(i), durable, kind, r); err != nil {
+			return 0, err
+		}
+		p += format.FrameSize(len(r))
+	}
+	if err := w.publish(first, first+n-1, seg, p); err != nil {
+		return 0, err
+	}
+	if w.opts.Sync == SyncAlways {
+		if err := w.waitDurable(first + n - 1); err != nil {
+			return 0, err
+		}
+	}
+	w.st.batches.Add(1)
+	w.st.appends.Add(n)
+	return first, nil
+}
+
+// reserveLocked takes size bytes and n seqs in the active segment, rotating
+// first if they do not fit. It returns the durable-seq hint for the frames.
+// REQUIRES: w.mu held.
+func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint64, error) {
+	if w.closed {
+		return nil, 0, 0, 0, ErrClosed
+	}
+	if err := w.failed(); err != nil {
+		return nil, 0, 0, 0, err
+	}
+	if w.active == nil || w.writeOff+size > w.active.size {
+		if err := w.rotateLocked(size); err != nil {
+			return nil, 0, 0, 0, err
+		}
+	}
+	s, off, seq := w.active, w.writeOff, w.nextSeq
+	w.writeOff += size
+	w.nextSeq += n
+	w.st.bytes.Add(uint64(size))
+	return s, off, seq, w.synced.Load(), nil
+}
+
+// rotateLocked seals the active segment and activates a prepared one (or a
+// dedicated one for a frame larger than a segment). A failure (e.g. ENOSPC
+// preparing the file) is returned to this appender only: it is not sticky,
+// and the next append tries again. REQUIRES: w.mu held.
+func (w *WAL) rotateLocked(need int64) error {
+	size := w.opts.SegmentSize
+	if need+format.SegmentHeaderSize > size {
+		size = (need + format.SegmentHeaderSize + 4095) &^ 4095
+	}
+	next, err := w.prep.take(size)
+	if err != nil {
+		return fmt.Errorf("mmapwal: new segment in %s: %w", w.dir, err)
+	}
+	if err := next.activate(w.dir, w.nextSeq); err != nil {
+		next.discard()
+		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
+	}
+	if old := w.active; old != nil {
+		old.sealed, old.sealedEnd, old.sealedLast = true, w.writeOff, w.nextSeq-1
+	}
+	w.active, w.writeOff = next, format.SegmentHeaderSize
+	w.dirty = append(w.dirty, next)
+	w.segs.Store(w.segs.Load().with(next))
+	w.st.rotations.Add(1)
+	// The flusher seals the old segment (full sync, index checkpoint) in the
+	// background, whatever the policy.
+	w.kickFlusher()
+	return nil
+}
+
+// write copies one frame into the mapping and records it in the index. A
+// fault on the mapping is sticky: the frame may be half-written.
+func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data []byte) error {
+	ferr := platform.CatchFault(func() {
+		format.EncodeFrame(s.data[off:], s.seed, kind, seq, durable, data)
+		s.idx.Set(int(seq-s.firstSeq), off)
+	})
+	if ferr != nil {
+		err := fmt.Errorf("mmapwal: write seq %d to %s at offset %d: %w", seq, s.path, off, ferr)
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// publish makes seqs [first, last] visible to readers once every earlier
+// seq is visible, and returns when that has happened: an append is only
+// acknowledged after all earlier appends are in the mapping, so a crash can
+// never keep a later acknowledged record behind a torn earlier one.
+func (w *WAL) publish(first, last uint64, s *segment, end int64) error {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	if w.published.Load() == first-1 {
+		w.advanceLocked(last, s, end)
+		for {
+			p, ok := w.pending[w.published.Load()+1]
+			if !ok {
+				break
+			}
+			delete(w.pending, w.published.Load()+1)
+			w.advanceLocked(p.last, p.seg, p.end)
+		}
+		if w.pubWaiters > 0 {
+			w.pubCond.Broadcast()
+		}
+		return nil
+	}
+	w.pending[first] = pendingPub{last, s, end}
+	for w.published.Load() < last {
+		if err := w.failed(); err != nil {
+			return err
+		}
+		w.pubWaiters++
+		w.pubCond.Wait()
+		w.pubWaiters--
+	}
+	return nil
+}
+
+// REQUIRES: w.pubMu held.
+func (w *WAL) advanceLocked(last uint64, s *segment, end int64) {
+	w.pubSeg, w.pubEnd = s, end
+	w.published.Store(last)
+}
+
+// waitInFlightLocked waits until every reserved seq is published, so that
+// no appender is still copying. REQUIRES: w.mu held (no new reservations).
+func (w *WAL) waitInFlightLocked() {
+	w.pubMu.Lock()
+	for w.published.Load() != w.nextSeq-1 && w.failed() == nil {
+		w.pubWaiters++
+		w.pubCond.Wait()
+		w.pubWaiters--
+	}
+	w.pubMu.Unlock()
+}

@@ -1,0 +1,100 @@
+package mmapwal
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/mmapwal/wal/platform"
+)
+
+// preparer keeps one segment of the default size created, preallocated,
+// mapped and prefaulted ahead of need, so that rotation is a header write
+// and two renames instead of a fallocate and a few thousand page faults.
+type preparer struct {
+	dir  string
+	size int64
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	ready  *segment
+	busy   bool
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newPreparer(dir string, size int64, log *slog.Logger) *preparer {
+	p := &preparer{dir: dir, size: size, log: log}
+	p.cond.L = &p.mu
+	return p
+}
+
+// startLocked begins preparing the next segment. REQUIRES: p.mu held.
+func (p *preparer) startLocked() {
+	if p.busy || p.ready != nil || p.closed {
+		return
+	}
+	p.busy = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		s, err := prepareSegment(p.dir, p.size)
+		if err == nil {
+			// Fault the pages in now, off the appenders' path. Best effort.
+			_ = platform.Prefault(s.data)
+			_ = platform.Prefault(s.idx.Mapping())
+		} else {
+			p.log.Warn("mmapwal: preparing next segment failed; will retry at rotation", "dir", p.dir, "err", err)
+		}
+		p.mu.Lock()
+		p.busy = false
+		if err == nil {
+			if p.closed {
+				s.discard()
+			} else {
+				p.ready = s
+			}
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
+}
+
+// take returns a prepared segment of at least size bytes, waiting for one
+// in preparation, or creating one now if none fits (first segment, a
+// record larger than a segment, or a failed background preparation).
+func (p *preparer) take(size int64) (*segment, error) {
+	p.mu.Lock()
+	for p.busy && size <= p.size {
+		p.cond.Wait()
+	}
+	if s := p.ready; s != nil && s.size >= size {
+		p.ready = nil
+		p.startLocked()
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	s, err := prepareSegment(p.dir, size)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.startLocked()
+	p.mu.Unlock()
+	return s, nil
+}
+
+// close waits for a preparation in progress and deletes the prepared file.
+func (p *preparer) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.mu.Lock()
+	if p.ready != nil {
+		p.ready.discard()
+		p.ready = nil
+	}
+	p.mu.Unlock()
+}

@@ -1,0 +1,224 @@
+package mmapwal
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/index"
+	"github.com/mmapwal/wal/platform"
+)
+
+// segment is one mapped segment file and its index.
+//
+// Lifetime: refs starts at 1, owned by the segment list. Readers and the
+// flusher acquire a reference before touching data and release it after;
+// retire drops the list's reference and waits for the rest, and only then
+// unmaps — so no goroutine ever touches an unmapped page. Appenders need no
+// reference: truncation and Close wait for in-flight appends first.
+type segment struct {
+	firstSeq uint64
+	id       uint64
+	seed     uint32
+	path     string
+	f        *os.File
+	data     []byte // the mapping, len == size
+	size     int64
+	idx      *index.Index
+	refs     atomic.Int64
+
+	// Guarded by WAL.mu.
+	sealed     bool   // no more appends; sealedEnd/sealedLast are final
+	sealedEnd  int64  // offset after the last frame
+	sealedLast uint64 // last seq in the segment
+
+	// Owned by the flusher (WAL.flushMu).
+	syncedOff int64 // bytes [0, syncedOff) are durable
+	named     bool  // the directory entry is durable
+
+	rebuildMu sync.Mutex // serialises index rebuilds after a failed check
+}
+
+func (s *segment) acquire() bool {
+	for {
+		r := s.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (s *segment) release() { s.refs.Add(-1) }
+
+// waitIdle waits until only the caller's view remains. REQUIRES: the list's
+// reference was dropped, so no new reference can be taken.
+func (s *segment) waitIdle() {
+	for i := 0; s.refs.Load() > 0; i++ {
+		if i < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// unmap closes the mapping, file and index. REQUIRES: no references.
+func (s *segment) unmap() error {
+	err := platform.Unmap(s.data)
+	s.data = nil
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.idx.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// segList is an immutable, ordered snapshot of the live segments. Readers
+// load it with one atomic pointer read; writers replace it under WAL.mu.
+type segList struct {
+	segs []*segment
+}
+
+// find returns the segment that would hold seq (the last one starting at or
+// before it), or nil.
+func (l *segList) find(seq uint64) *segment {
+	s := l.segs
+	n := len(s)
+	if n == 0 {
+		return nil
+	}
+	if last := s[n-1]; seq >= last.firstSeq { // the common case: the tail
+		return last
+	}
+	i := sort.Search(n, func(i int) bool { return s[i].firstSeq > seq })
+	if i == 0 {
+		return nil
+	}
+	return s[i-1]
+}
+
+func (l *segList) with(s *segment) *segList {
+	segs := make([]*segment, 0, len(l.segs)+1)
+	return &segList{segs: append(append(segs, l.segs...), s)}
+}
+
+func (l *segList) without(drop map[*segment]bool) *segList {
+	segs := make([]*segment, 0, len(l.segs))
+	for _, s := range l.segs {
+		if !drop[s] {
+			segs = append(segs, s)
+		}
+	}
+	return &segList{segs: segs}
+}
+
+func newSegmentID() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand never fails on supported platforms
+		}
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+var tempCounter atomic.Uint64
+
+// prepareSegment creates a preallocated, mapped segment and index under
+// temporary names. activate gives it its first seq and final names.
+func prepareSegment(dir string, size int64) (*segment, error) {
+	n := tempCounter.Add(1)
+	base := filepath.Join(dir, fmt.Sprintf("prepared-%d-%d", os.Getpid(), n))
+	path := base + format.SegmentExt + format.TempExt
+	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*segment, error) {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if err := platform.Preallocate(f, size); err != nil {
+		return fail(err) // a failed fallocate can leave a partial file: delete it
+	}
+	data, err := platform.Map(f, int(size))
+	if err != nil {
+		return fail(err)
+	}
+	id := newSegmentID()
+	idx, err := index.Create(base+format.IndexExt+format.TempExt, id, 0, index.Capacity(size))
+	if err != nil {
+		platform.Unmap(data)
+		return fail(err)
+	}
+	s := &segment{id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size, idx: idx}
+	s.refs.Store(1)
+	return s, nil
+}
+
+// activate writes the header for firstSeq and renames the files to their
+// final names. The directory sync that makes the names durable is left to
+// the flusher, which does it before it syncs any byte of the segment.
+func (s *segment) activate(dir string, firstSeq uint64) error {
+	s.firstSeq = firstSeq
+	format.SegmentHeader{FirstSeq: firstSeq, ID: s.id}.Encode(s.data)
+	s.idx.Init(s.id, firstSeq)
+	final := filepath.Join(dir, format.SegmentName(firstSeq))
+	if err := os.Rename(s.path, final); err != nil {
+		return err
+	}
+	s.path = final
+	return s.idx.Rename(filepath.Join(dir, format.IndexName(firstSeq)))
+}
+
+// discard unmaps and deletes a prepared segment that was never activated.
+func (s *segment) discard() {
+	platform.Unmap(s.data)
+	s.f.Close()
+	os.Remove(s.path)
+	s.idx.Remove()
+}
+
+// openSegment maps an existing segment that recovery has checked.
+func openSegment(path string, firstSeq, id uint64, size int64) (*segment, error) {
+	f, err := platform.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	data, err := platform.Map(f, int(size))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s := &segment{firstSeq: firstSeq, id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size}
+	s.refs.Store(1)
+	return s, nil
+}
+
+// removeFiles deletes an unmapped segment's files.
+func (s *segment) removeFiles() error {
+	var errs []error
+	for _, p := range []string{s.path, s.idx.Path()} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

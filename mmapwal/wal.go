@@ -1,0 +1,320 @@
+package mmapwal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/index"
+	"github.com/mmapwal/wal/platform"
+	"github.com/mmapwal/wal/recovery"
+)
+
+// WAL is an open write-ahead log. All methods are safe for concurrent use.
+//
+// Lock order: flushMu, then mu, then pubMu, then syncMu. Readers take none of
+// them: they load segs and published atomically.
+type WAL struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	dur  durability
+	lock *platform.Lock
+
+	// mu is the writer lock: it guards reservation (active, writeOff,
+	// nextSeq), the dirty list, segment sealing and list changes. Appenders
+	// hold it only to reserve space and a seq.
+	mu       sync.Mutex
+	active   *segment // nil until the first append of an empty log
+	writeOff int64
+	nextSeq  uint64
+	dirty    []*segment // segments with unsynced bytes, oldest first
+	closed   bool
+
+	segs  atomic.Pointer[segList]
+	first atomic.Uint64 // logical first seq (= nextSeq when empty)
+
+	// Publication: records become visible in seq order, once their frame and
+	// index entry are written. published is the last visible seq.
+	pubMu      sync.Mutex
+	pubCond    sync.Cond
+	published  atomic.Uint64
+	pubSeg     *segment // segment of the record `published` (guarded by pubMu)
+	pubEnd     int64    // offset after it (guarded by pubMu)
+	pending    map[uint64]pendingPub
+	pubWaiters int
+
+	// Durability: synced is the last seq known durable. A sync failure is
+	// sticky (writeErr): Linux drops the failed pages, so retrying would lie.
+	flushMu  sync.Mutex // held for a whole flush round and by truncation
+	syncMu   sync.Mutex
+	syncCond sync.Cond
+	synced   atomic.Uint64
+	writeErr atomic.Pointer[error]
+	kick     chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+
+	flushDone atomic.Bool // Close finished its last flush
+
+	prep *preparer
+	st   counters
+	rec  RecoveryStats
+}
+
+type pendingPub struct {
+	last uint64
+	seg  *segment
+	end  int64
+}
+
+// Open opens the log in dir, creating dir if missing. A nil opts means
+// defaults. It recovers a crashed log (see package recovery): a torn tail is
+// cut, but damage that cannot be a torn tail fails with ErrCorrupt and
+// changes nothing. A second Open of the same directory fails with ErrLocked.
+func Open(dir string, opts *Options) (*WAL, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
+	if err != nil {
+		if errors.Is(err, platform.ErrLockHeld) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, err
+	}
+	w := &WAL{dir: dir, opts: o, log: o.Logger, dur: o.hooks, lock: lk,
+		kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64]pendingPub{}}
+	w.pubCond.L = &w.pubMu
+	w.syncCond.L = &w.syncMu
+	if err := w.load(); err != nil {
+		w.unmapAll()
+		lk.Unlock()
+		return nil, err
+	}
+	w.prep = newPreparer(dir, o.SegmentSize, w.log)
+	w.prep.mu.Lock()
+	w.prep.startLocked()
+	w.prep.mu.Unlock()
+	w.wg.Add(1)
+	go w.flushLoop()
+	return w, nil
+}
+
+// load runs recovery and maps what it found.
+func (w *WAL) load() error {
+	rep, err := recovery.Recover(w.dir, &recovery.Options{
+		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true})
+	if err != nil {
+		return err
+	}
+	w.rec = RecoveryStats{
+		BytesTruncated: rep.BytesZeroed, RecordsDropped: rep.RecordsDropped, TornFile: rep.TornFile,
+		TornOffset: rep.TornOffset, TempFilesRemoved: len(rep.TempRemoved), FilesRemoved: len(rep.FilesRemoved),
+		ScannedBytes: rep.ScannedBytes,
+	}
+	list := &segList{}
+	var scanned []*segment
+	for _, rs := range rep.Segments {
+		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, rs.Size)
+		if err != nil {
+			return err
+		}
+		list.segs = append(list.segs, s)
+		w.segs.Store(list)
+		if err := w.loadIndex(s, rs); err != nil {
+			return err
+		}
+		s.syncedOff, s.named = rs.End, true
+		s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
+		if rs.Trusted < rs.Count {
+			scanned = append(scanned, s)
+		}
+	}
+	w.segs.Store(list)
+	next := rep.NextSeq
+	if next == 0 {
+		next = w.opts.FirstSeq
+	}
+	w.nextSeq = next
+	w.published.Store(next - 1)
+	first := next
+	if len(list.segs) > 0 {
+		first = max(list.segs[0].firstSeq, rep.MetaFirst)
+		last := list.segs[len(list.segs)-1]
+		last.sealed = false
+		w.active, w.writeOff = last, rep.Segments[len(rep.Segments)-1].End
+		w.dirty = []*segment{last} // the active segment is always dirty until synced
+		w.pubSeg, w.pubEnd = last, w.writeOff
+	}
+	w.first.Store(first)
+	// Records found by scanning may exist only in the page cache (after a
+	// process crash): sync them so every durable-seq hint written from now on
+	// is true, then checkpoint.
+	for _, s := range scanned {
+		if err := w.dur.syncSegment(s, 0, s.sealedEnd); err != nil {
+			return err
+		}
+		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd)
+		if err := w.dur.syncIndex(s.idx); err != nil {
+			return err
+		}
+	}
+	w.synced.Store(next - 1)
+	if len(scanned) > 0 || w.rec.IndexesRebuilt > 0 {
+		w.log.Info("mmapwal: recovered", "dir", w.dir, "segments", len(list.segs), "next_seq", next,
+			"scanned_bytes", rep.ScannedBytes, "indexes_rebuilt", w.rec.IndexesRebuilt)
+	}
+	return nil
+}
+
+// loadIndex opens the segment's index, or rebuilds it when recovery found
+// it missing or invalid.
+func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
+	capacity := index.Capacity(s.size)
+	if rs.IndexOK {
+		if x, err := index.Open(rs.IndexPath, capacity); err == nil {
+			s.idx = x
+			for i, off := range rs.Offsets {
+				x.Set(int(rs.Trusted)+i, off)
+			}
+			return nil
+		}
+	}
+	// Rebuild: recovery scanned this segment from its header, so Offsets
+	// covers every record.
+	w.rec.IndexesRebuilt++
+	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity)
+	if err != nil {
+		return err
+	}
+	s.idx = x
+	if rs.Trusted != 0 {
+		// The index file was valid when recovery read it but cannot be mapped
+		// now; rescan the segment for its offsets.
+		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, uint64(w.opts.MaxRecordSize), true)
+		rs.Offsets = r.Offsets
+	}
+	for i, off := range rs.Offsets {
+		x.Set(i, off)
+	}
+	x.Checkpoint(uint64(len(rs.Offsets)), rs.End)
+	if err := w.dur.syncIndex(x); err != nil {
+		return err
+	}
+	return w.dur.syncDir(w.dir)
+}
+
+// FirstSeq is the oldest readable seq; 0 when the log holds no records.
+func (w *WAL) FirstSeq() uint64 {
+	first, last := w.first.Load(), w.published.Load()
+	if last < first {
+		return 0
+	}
+	return first
+}
+
+// LastSeq is the newest seq; 0 when the log holds no records.
+func (w *WAL) LastSeq() uint64 {
+	first, last := w.first.Load(), w.published.Load()
+	if last < first {
+		return 0
+	}
+	return last
+}
+
+// Dir is the directory the log lives in.
+func (w *WAL) Dir() string { return w.dir }
+
+// Close syncs whatever the policy, unmaps, and releases the directory lock.
+// Later calls, and calls of other methods, return ErrClosed.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.closed = true
+	w.waitInFlightLocked()
+	w.mu.Unlock()
+
+	close(w.done)
+	w.wg.Wait()
+	w.prep.close()
+	err := w.flush(true)
+	if err == nil && w.active != nil {
+		err = w.dur.syncIndex(w.active.idx)
+	}
+	if uerr := w.unmapAll(); err == nil {
+		err = uerr
+	}
+	if lerr := w.lock.Unlock(); err == nil {
+		err = lerr
+	}
+	// Wake anyone still waiting for durability; they get ErrClosed if their
+	// record was not covered.
+	w.syncMu.Lock()
+	w.flushDone.Store(true)
+	w.syncCond.Broadcast()
+	w.syncMu.Unlock()
+	return err
+}
+
+// unmapAll retires every segment; readers still inside a segment finish
+// first.
+func (w *WAL) unmapAll() error {
+	list := w.segs.Swap(&segList{})
+	if list == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range list.segs {
+		s.release()
+		s.waitIdle()
+		if s.idx == nil { // failed half-way through load
+			platform.Unmap(s.data)
+			s.f.Close()
+			continue
+		}
+		if err := s.unmap(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *WAL) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
+}
+
+// failed returns the sticky write error, if any.
+func (w *WAL) failed() error {
+	if p := w.writeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail makes err sticky: every later write returns it. Reads keep working.
+func (w *WAL) fail(err error) {
+	if w.writeErr.CompareAndSwap(nil, &err) {
+		w.log.Error("mmapwal: write path failed; refusing further writes until reopen", "dir", w.dir, "err", err)
+	}
+	w.syncMu.Lock()
+	w.syncCond.Broadcast()
+	w.syncMu.Unlock()
+	w.pubMu.Lock()
+	w.pubCond.Broadcast()
+	w.pubMu.Unlock()
+}

@@ -1,0 +1,206 @@
+// Package platform is mmapwal's operating-system layer: memory mappings (through
+// mmap-go), preallocation, range and directory syncs, the directory lock and
+// paging hints. Everything OS-specific sits behind the osOps interface, which
+// each build-tagged file implements and checks at compile time.
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/edsrzf/mmap-go"
+)
+
+// ErrLockHeld is returned by Lock when another holder has the lock.
+var ErrLockHeld = errors.New("platform: lock held")
+
+// ErrFault is returned by CatchFault when mapped memory could not be accessed
+// (SIGBUS on Unix: the file shrank, or a store hit a hole on a full disk).
+var ErrFault = errors.New("platform: fault on mapped memory")
+
+// osOps is implemented once per operating system.
+type osOps interface {
+	preallocate(f *os.File, size int64) error
+	syncRange(m []byte, f *os.File, off, n int) error
+	syncFile(f *os.File) error
+	syncDir(dir string) error
+	lock(f *os.File) error
+	prefault(m []byte) error
+	openFile(path string, flag int, perm os.FileMode) (*os.File, error)
+}
+
+// OpenFile opens a file the way mmapwal needs it. On Windows the file is
+// opened with FILE_SHARE_DELETE so that a prepared segment can be renamed.
+func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	return impl.openFile(path, flag, perm)
+}
+
+// Preallocate gives f exactly size bytes of allocated, zeroed storage, so
+// that stores through a mapping can never hit a hole (SIGBUS on a full disk).
+// It never creates a sparse file. On failure the caller should delete f: a
+// failed fallocate can leave a partly allocated file.
+func Preallocate(f *os.File, size int64) error {
+	if err := impl.preallocate(f, size); err != nil {
+		return fmt.Errorf("preallocate %s to %d bytes: %w", f.Name(), size, err)
+	}
+	return nil
+}
+
+// zeroFill writes zeros up to size: the portable preallocation.
+func zeroFill(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() > size {
+		if err := f.Truncate(size); err != nil {
+			return err
+		}
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		n := int64(len(buf))
+		if size-off < n {
+			n = size - off
+		}
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// Map maps the first size bytes of f read-write and shared.
+func Map(f *os.File, size int) ([]byte, error) {
+	m, err := mmap.MapRegion(f, size, mmap.RDWR, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("map %s (%d bytes): %w", f.Name(), size, err)
+	}
+	return m, nil
+}
+
+// Unmap releases a mapping made by Map. No access to m may follow.
+func Unmap(m []byte) error {
+	if m == nil {
+		return nil
+	}
+	mm := mmap.MMap(m)
+	return mm.Unmap()
+}
+
+// SyncRange makes bytes [off, off+n) of the mapping m of f durable. On Linux
+// this is msync(MS_SYNC) of the page-aligned range; on Windows
+// FlushViewOfFile followed by FlushFileBuffers.
+func SyncRange(m []byte, f *os.File, off, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	if off < 0 || off+n > len(m) {
+		return fmt.Errorf("sync %s: range [%d,%d) outside mapping of %d bytes", f.Name(), off, off+n, len(m))
+	}
+	if err := impl.syncRange(m, f, off, n); err != nil {
+		return fmt.Errorf("sync %s [%d,%d): %w", f.Name(), off, off+n, err)
+	}
+	return nil
+}
+
+// SyncFile makes the written contents of f durable (fdatasync where it exists).
+func SyncFile(f *os.File) error {
+	if err := impl.syncFile(f); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// SyncDir makes creations, renames and deletions in dir durable. It does
+// nothing on Windows, where directories cannot be synced.
+func SyncDir(dir string) error {
+	if err := impl.syncDir(dir); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Prefault asks the kernel to back m with writable pages now, so that the
+// first store into each page does not take a page fault on the hot path. It
+// never changes the contents of m. Where the hint is not supported it does
+// nothing.
+func Prefault(m []byte) error {
+	if len(m) == 0 {
+		return nil
+	}
+	return impl.prefault(m)
+}
+
+// Lock is an exclusive lock on a file, held until Unlock.
+type Lock struct{ f *os.File }
+
+// LockFile takes an exclusive, non-blocking lock on path (created if
+// missing). A second LockFile of the same path, from this or another process,
+// fails with ErrLockHeld until Unlock.
+func LockFile(path string) (*Lock, error) {
+	f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := impl.lock(f); err != nil {
+		f.Close()
+		if errors.Is(err, ErrLockHeld) {
+			return nil, fmt.Errorf("lock %s: %w", path, ErrLockHeld)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Unlock releases the lock; closing the file releases it on every OS.
+func (l *Lock) Unlock() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+var _ io.Closer = (*os.File)(nil)
+
+// CatchFault runs fn and turns a fault on mapped memory (SIGBUS or SIGSEGV
+// inside fn) into an error wrapping ErrFault instead of a crashed process.
+// Other panics propagate.
+func CatchFault(fn func()) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if re, ok := r.(runtime.Error); ok && isFault(re) {
+				err = fmt.Errorf("%w: %v", ErrFault, re)
+				return
+			}
+			panic(r)
+		}
+	}()
+	fn()
+	return nil
+}
+
+// isFault recognises the runtime error SetPanicOnFault produces. Such
+// errors implement Addr() (documented in runtime/debug.SetPanicOnFault).
+func isFault(e runtime.Error) bool {
+	_, ok := e.(interface{ Addr() uintptr })
+	return ok
+}
+
+// MapReadOnly maps the first size bytes of f for reading.
+func MapReadOnly(f *os.File, size int) ([]byte, error) {
+	m, err := mmap.MapRegion(f, size, mmap.RDONLY, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("map %s (%d bytes): %w", f.Name(), size, err)
+	}
+	return m, nil
+}

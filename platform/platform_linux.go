@@ -1,0 +1,44 @@
+//go:build linux
+
+package platform
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+type linuxOps struct{}
+
+var _ osOps = linuxOps{}
+
+var impl osOps = linuxOps{}
+
+func (linuxOps) openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, flag, perm)
+}
+
+func (linuxOps) preallocate(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return zeroFill(f, size) // e.g. some FUSE or network filesystems
+	}
+	return err
+}
+
+func (linuxOps) syncRange(m []byte, _ *os.File, off, n int) error { return msyncRange(m, off, n) }
+
+func (linuxOps) syncFile(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+func (linuxOps) syncDir(dir string) error { return fsyncDir(dir) }
+
+func (linuxOps) lock(f *os.File) error { return flock(f) }
+
+func (linuxOps) prefault(m []byte) error {
+	err := unix.Madvise(m, unix.MADV_POPULATE_WRITE)
+	if errors.Is(err, unix.EINVAL) {
+		return nil // kernel older than 5.14: faults stay on the writer's path
+	}
+	return err
+}

@@ -1,0 +1,29 @@
+//go:build !unix && !windows
+
+package platform
+
+import "os"
+
+// otherOps is for systems without Unix or Windows file semantics (plan9,
+// wasm): zero-filled preallocation, whole-file sync, no lock.
+type otherOps struct{}
+
+var _ osOps = otherOps{}
+
+var impl osOps = otherOps{}
+
+func (otherOps) openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, flag, perm)
+}
+
+func (otherOps) preallocate(f *os.File, size int64) error { return zeroFill(f, size) }
+
+func (otherOps) syncRange(_ []byte, f *os.File, _, _ int) error { return f.Sync() }
+
+func (otherOps) syncFile(f *os.File) error { return f.Sync() }
+
+func (otherOps) syncDir(string) error { return nil }
+
+func (otherOps) lock(*os.File) error { return nil }
+
+func (otherOps) prefault([]byte) error { return nil }

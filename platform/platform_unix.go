@@ -1,0 +1,39 @@
+//go:build unix
+
+package platform
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// unixSync, unixDir, unixLock are shared by Linux and the other Unix systems.
+
+func msyncRange(m []byte, off, n int) error {
+	page := os.Getpagesize()
+	start := off &^ (page - 1)
+	end := off + n
+	return unix.Msync(m[start:end], unix.MS_SYNC)
+}
+
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func flock(f *os.File) error {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return ErrLockHeld
+	}
+	return err
+}
