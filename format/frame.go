@@ -38,17 +38,17 @@ func putHeaderFields(h []byte, kind byte, length, seq, durable uint64) {
 
 // EncodeFrame writes the frame of payload into dst, which must hold at least
 // FrameSize(len(payload)) bytes, and returns that size. seed is the
-// segment's SegmentSeed. The header is written last, so that a reader of a
-// half-written frame sees either a zero or a failing header.
+// segment's SegmentSeed. The CRC is stored last, so a frame cut short by a
+// crash fails its check. The CRC is computed over the bytes as stored in
+// dst (a local header array would escape to the heap through hash/crc32).
 func EncodeFrame(dst []byte, seed uint32, kind byte, seq, durable uint64, payload []byte) int64 {
-	var h [FrameHeaderSize]byte
-	putHeaderFields(h[:], kind, uint64(len(payload)), seq, durable)
-	crc := UpdateCRC(UpdateCRC(seed, h[4:]), payload)
-	binary.LittleEndian.PutUint32(h[:4], crc)
 	n := FrameSize(len(payload))
+	dst = dst[:n]
+	putHeaderFields(dst, kind, uint64(len(payload)), seq, durable)
 	end := FrameHeaderSize + copy(dst[FrameHeaderSize:], payload)
-	clear(dst[end:n])
-	copy(dst, h[:])
+	clear(dst[end:])
+	crc := UpdateCRC(UpdateCRC(seed, dst[4:FrameHeaderSize]), payload)
+	binary.LittleEndian.PutUint32(dst[:4], crc)
 	return n
 }
 

@@ -129,16 +129,19 @@ func (w *WAL) rotateLocked(need int64) error {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
 	}
-	if old := w.active; old != nil {
+	old := w.active
+	if old != nil {
 		old.sealed, old.sealedEnd, old.sealedLast = true, w.writeOff, w.nextSeq-1
 	}
 	w.active, w.writeOff = next, format.SegmentHeaderSize
 	w.dirty = append(w.dirty, next)
 	w.segs.Store(w.segs.Load().with(next))
 	w.st.rotations.Add(1)
-	// The flusher seals the old segment (full sync, index checkpoint) in the
-	// background, whatever the policy.
-	w.kickFlusher()
+	if old != nil {
+		// The flusher seals the old segment (full sync, index checkpoint)
+		// in the background.
+		w.kickFlusher()
+	}
 	return nil
 }
 

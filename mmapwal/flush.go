@@ -8,9 +8,10 @@ import (
 
 // The flusher is one goroutine that makes data durable for everyone: it
 // takes the published watermark, syncs every dirty range up to it with one
-// msync per segment, and wakes all appenders it covered (group commit). It
-// also seals rotated segments (final sync and index checkpoint) whatever the
-// policy, and runs the SyncPeriodic timer.
+// msync per segment, and wakes all appenders it covered (group commit). A
+// rotation kicks it, so a sealed segment gets its final sync and index
+// checkpoint soon (except under SyncNone, which syncs only on Sync and
+// Close). It also runs the SyncPeriodic timer and MaxSegments retention.
 
 func (w *WAL) flushLoop() {
 	defer w.wg.Done()
@@ -26,6 +27,18 @@ func (w *WAL) flushLoop() {
 			return
 		case <-w.kick:
 		case <-tick:
+		}
+		if w.opts.Sync == SyncNone {
+			// SyncNone syncs only on Sync() and Close(); rotation still
+			// kicks, for MaxSegments.
+			if w.opts.MaxSegments > 0 {
+				w.flushMu.Lock()
+				if err := w.enforceMaxSegments(); err != nil {
+					w.log.Warn("mmapwal: removing old segments failed", "dir", w.dir, "err", err)
+				}
+				w.flushMu.Unlock()
+			}
+			continue
 		}
 		_ = w.flush(false) // a failure is sticky and reported to waiters
 	}

@@ -12,7 +12,11 @@ import (
 // LastSeq]. A record whose checksum fails returns ErrCorrupt, never the
 // damaged bytes.
 func (w *WAL) Read(seq uint64) ([]byte, error) {
-	return w.read(nil, seq, nil)
+	b, err := w.read(nil, seq, nil)
+	if err == nil && b == nil {
+		b = []byte{} // an empty record is a record: never nil on success
+	}
+	return b, err
 }
 
 // ReadAppend appends record seq to dst and returns the extended slice; with
@@ -187,7 +191,7 @@ func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if from < first || from > last+1 {
 		return nil, fmt.Errorf("%w: reader from seq %d outside [%d, %d]", ErrNotFound, from, first, last+1)
 	}
-	return &Reader{w: w, next: from}, nil
+	return &Reader{w: w, next: from, buf: make([]byte, 0, 256)}, nil
 }
 
 // Next advances to the next record. It returns false at the end of the log

@@ -173,19 +173,19 @@ func (w *WAL) retireLocked(drop map[*segment]bool) error {
 	return errors.Join(errs...)
 }
 
-// enforceMaxSegments deletes the oldest sealed, synced segments beyond
-// MaxSegments. REQUIRES: w.flushMu held.
+// enforceMaxSegments deletes the oldest sealed segments beyond MaxSegments.
+// REQUIRES: w.flushMu held.
 func (w *WAL) enforceMaxSegments() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	list := w.segs.Load().segs
 	excess := len(list) - w.opts.MaxSegments
-	if excess <= 0 || w.closed {
+	if w.opts.MaxSegments <= 0 || excess <= 0 || w.closed {
 		return nil
 	}
 	drop := map[*segment]bool{}
 	for _, s := range list[:excess] {
-		if s == w.active || !s.sealed || s.syncedOff < s.sealedEnd {
+		if s == w.active || !s.sealed {
 			break
 		}
 		drop[s] = true
