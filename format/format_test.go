@@ -1,0 +1,198 @@
+package format
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in ../testdata/golden from the current encoder")
+
+const goldenSegID = 0x0123456789abcdef
+
+// goldenSegment is a small segment with one frame of every kind, encoded
+// with a fixed segment ID.
+func goldenSegment() []byte {
+	seg := make([]byte, 512)
+	SegmentHeader{FirstSeq: 7, ID: goldenSegID}.Encode(seg)
+	seed := SegmentSeed(goldenSegID)
+	off := int64(SegmentHeaderSize)
+	off += EncodeFrame(seg[off:], seed, KindFull, 7, 0, []byte("hello, wal"))
+	off += EncodeFrame(seg[off:], seed, KindFull, 8, 7, nil)
+	off += EncodeFrame(seg[off:], seed, KindFirst, 9, 8, []byte("batch-a"))
+	off += EncodeFrame(seg[off:], seed, KindMiddle, 10, 8, []byte("batch-b"))
+	EncodeFrame(seg[off:], seed, KindLast, 11, 8, []byte("batch-c, the last one"))
+	return seg
+}
+
+func goldenIndex() []byte {
+	b := make([]byte, IndexHeaderSize+5*IndexEntrySize)
+	IndexHeader{SegmentID: goldenSegID, FirstSeq: 7, Count: 5, EndOffset: 280}.Encode(b)
+	for i, off := range []uint32{64, 112, 144, 184, 224} {
+		b[IndexHeaderSize+4*i] = byte(off / FrameAlign)
+	}
+	return b
+}
+
+func TestGoldenFilesPinTheFormat(t *testing.T) {
+	for _, g := range []struct {
+		name string
+		data []byte
+	}{
+		{"segment-v1.bin", goldenSegment()},
+		{"index-v1.bin", goldenIndex()},
+		{"meta-v1.bin", EncodeMeta(42)},
+	} {
+		t.Run(g.name, func(t *testing.T) {
+			path := filepath.Join("..", "testdata", "golden", g.name)
+			if *update {
+				require.NoError(t, os.WriteFile(path, g.data, 0o644))
+			}
+			want, err := os.ReadFile(path)
+			require.NoError(t, err, "golden file missing: run go test ./format -update once, and review the diff")
+			require.True(t, bytes.Equal(want, g.data),
+				"the encoder's bytes changed: that is an on-disk format change (bump Version; regenerate with -update only on purpose)")
+		})
+	}
+}
+
+func TestGoldenSegmentDecodes(t *testing.T) {
+	seg, err := os.ReadFile(filepath.Join("..", "testdata", "golden", "segment-v1.bin"))
+	require.NoError(t, err)
+	h, err := DecodeSegmentHeader(seg)
+	require.NoError(t, err)
+	assert.Equal(t, SegmentHeader{FirstSeq: 7, ID: goldenSegID}, h)
+	seed := SegmentSeed(h.ID)
+	want := []struct {
+		kind    byte
+		seq     uint64
+		payload string
+	}{{KindFull, 7, "hello, wal"}, {KindFull, 8, ""}, {KindFirst, 9, "batch-a"}, {KindMiddle, 10, "batch-b"}, {KindLast, 11, "batch-c, the last one"}}
+	off := int64(SegmentHeaderSize)
+	for _, w := range want {
+		fh, p, st := DecodeFrame(seg, off, seed, 1<<20)
+		require.Equal(t, FrameOK, st, "seq %d", w.seq)
+		assert.Equal(t, w.kind, fh.Kind)
+		assert.Equal(t, w.seq, fh.Seq)
+		assert.Equal(t, w.payload, string(p))
+		assert.Zero(t, off%FrameAlign, "frames are 8-byte aligned")
+		off += FrameSize(int(fh.Length))
+	}
+	_, _, st := DecodeFrame(seg, off, seed, 1<<20)
+	assert.Equal(t, FrameZero, st, "zero-filled space ends the log")
+}
+
+func TestFrameChecks(t *testing.T) {
+	seed := SegmentSeed(99)
+	good := func() []byte {
+		b := make([]byte, 128)
+		EncodeFrame(b, seed, KindFull, 5, 4, []byte("payload"))
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(b []byte)
+		maxLen uint64
+		want   FrameStatus
+	}{
+		{"valid frame", func([]byte) {}, 100, FrameOK},
+		{"all-zero header is the end", func(b []byte) { clear(b) }, 100, FrameZero},
+		{"kind zero with other bytes set", func(b []byte) { b[4] = 0 }, 100, FrameBadHeader},
+		{"unknown kind", func(b []byte) { b[4] = 9 }, 100, FrameBadHeader},
+		{"reserved byte set", func(b []byte) { b[6] = 1 }, 100, FrameBadHeader},
+		{"length above maximum", func([]byte) {}, 6, FrameTooLarge},
+		{"length 2^62", func(b []byte) { b[15] = 0x40 }, 1 << 63, FrameTruncated},
+		{"flipped payload byte", func(b []byte) { b[FrameHeaderSize+2] ^= 1 }, 100, FrameBadCRC},
+		{"flipped seq byte", func(b []byte) { b[16] ^= 1 }, 100, FrameBadCRC},
+		{"flipped durable byte", func(b []byte) { b[24] ^= 1 }, 100, FrameBadCRC},
+		{"flipped crc byte", func(b []byte) { b[0] ^= 1 }, 100, FrameBadCRC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := good()
+			tc.mutate(b)
+			_, p, st := DecodeFrame(b, 0, seed, tc.maxLen)
+			assert.Equal(t, tc.want, st, st.String())
+			if st != FrameOK {
+				assert.Nil(t, p, "a failing frame never yields a payload")
+			}
+		})
+	}
+	t.Run("another segment's seed never validates", func(t *testing.T) {
+		_, _, st := DecodeFrame(good(), 0, SegmentSeed(100), 100)
+		assert.Equal(t, FrameBadCRC, st)
+	})
+	t.Run("header past the end", func(t *testing.T) {
+		_, _, st := DecodeFrame(good()[:20], 0, seed, 100)
+		assert.Equal(t, FrameTruncated, st)
+	})
+}
+
+func TestFrameSizeIsAligned(t *testing.T) {
+	for n := 0; n < 64; n++ {
+		s := FrameSize(n)
+		assert.Zero(t, s%FrameAlign)
+		assert.GreaterOrEqual(t, s, int64(FrameHeaderSize+n))
+		assert.Less(t, s, int64(FrameHeaderSize+n+FrameAlign))
+	}
+}
+
+func TestHeaderDecodersRejectDamage(t *testing.T) {
+	seg := goldenSegment()
+	for i := 0; i < SegmentHeaderSize; i++ {
+		b := bytes.Clone(seg[:SegmentHeaderSize])
+		b[i] ^= 0x20
+		_, err := DecodeSegmentHeader(b)
+		assert.Error(t, err, "segment header byte %d", i)
+	}
+	_, err := DecodeSegmentHeader(make([]byte, SegmentHeaderSize))
+	assert.True(t, errors.Is(err, ErrZeroHeader))
+	_, err = DecodeSegmentHeader(seg[:10])
+	assert.Error(t, err)
+
+	idx := goldenIndex()
+	for i := 0; i < IndexHeaderSize; i++ {
+		b := bytes.Clone(idx[:IndexHeaderSize])
+		b[i] ^= 0x20
+		_, err := DecodeIndexHeader(b)
+		assert.Error(t, err, "index header byte %d", i)
+	}
+	meta := EncodeMeta(42)
+	first, err := DecodeMeta(meta)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(42), first)
+	for i := range meta {
+		b := bytes.Clone(meta)
+		b[i] ^= 0x20
+		_, err := DecodeMeta(b)
+		assert.Error(t, err, "meta byte %d", i)
+	}
+}
+
+func TestNames(t *testing.T) {
+	assert.Equal(t, "00000000000000000042.seg", SegmentName(42))
+	assert.Equal(t, "00000000000000000042.idx", IndexName(42))
+	seq, ok := ParseSegmentName("00000000000000000042.seg")
+	assert.True(t, ok)
+	assert.Equal(t, uint64(42), seq)
+	for _, bad := range []string{"42.seg", "00000000000000000042.idx", "0000000000000000004x.seg", "00000000000000000000.seg", "x"} {
+		_, ok := ParseSegmentName(bad)
+		assert.False(t, ok, bad)
+	}
+	assert.True(t, IsTemp("prepared-1-2.seg.tmp"))
+	assert.True(t, IsTemp("wal.meta.tmp"))
+	assert.False(t, IsTemp("notes.tmp"))
+}
+
+func TestCorruptErrorIsErrCorrupt(t *testing.T) {
+	var err error = &CorruptError{File: "/x/1.seg", Offset: 64, Seq: 3, Reason: "checksum mismatch"}
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "/x/1.seg")
+	assert.Contains(t, err.Error(), "offset 64")
+	assert.Contains(t, err.Error(), "seq 3")
+}
