@@ -32,11 +32,11 @@ func (w *WAL) flushLoop() {
 			// SyncNone syncs only on Sync() and Close(); rotation still
 			// kicks, for MaxSegments.
 			if w.opts.MaxSegments > 0 {
-				w.flushMu.Lock()
+				w.lockFlush()
 				if err := w.enforceMaxSegments(); err != nil {
 					w.log.Warn("mmapwal: removing old segments failed", "dir", w.dir, "err", err)
 				}
-				w.flushMu.Unlock()
+				w.unlockFlush()
 			}
 			continue
 		}
@@ -61,8 +61,27 @@ type dirtySeg struct {
 // flush makes every published record durable. With final set (Close) it
 // also writes the active segment's checkpoint.
 func (w *WAL) flush(final bool) error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	w.lockFlush()
+	defer w.unlockFlush()
+	return w.flushLocked(final)
+}
+
+// lockFlush takes flushMu: for a flush round, or to keep flushes out
+// (truncation).
+func (w *WAL) lockFlush() { w.flushMu.Lock() }
+
+// unlockFlush releases flushMu and then tells waiting appenders, so a
+// follower that could not become the leader tries again.
+func (w *WAL) unlockFlush() {
+	w.flushMu.Unlock()
+	w.syncMu.Lock()
+	w.flushGen++
+	w.syncCond.Broadcast()
+	w.syncMu.Unlock()
+}
+
+// flushLocked is flush with flushMu held.
+func (w *WAL) flushLocked(final bool) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
@@ -184,24 +203,40 @@ func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 	return nil
 }
 
-// waitDurable returns once seq is durable, or the sticky error.
+// waitDurable returns once seq is durable, or the sticky error. Group
+// commit by leader and followers: the appender that finds no flush running
+// does it itself, for everything published so far (no hand-off to another
+// goroutine on the latency path); the others wait for it to finish and
+// then either are covered or one of them leads the next round.
 func (w *WAL) waitDurable(seq uint64) error {
-	if w.synced.Load() >= seq {
-		return nil
-	}
-	w.kickFlusher()
-	w.syncMu.Lock()
-	defer w.syncMu.Unlock()
-	for w.synced.Load() < seq {
+	for {
+		if w.synced.Load() >= seq {
+			return nil
+		}
 		if err := w.failed(); err != nil {
 			return err
 		}
-		if w.isClosedSync() {
+		w.syncMu.Lock()
+		gen := w.flushGen
+		w.syncMu.Unlock()
+		if w.flushMu.TryLock() {
+			err := w.flushLocked(false)
+			w.unlockFlush()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		w.syncMu.Lock()
+		for w.flushGen == gen && w.synced.Load() < seq && w.failed() == nil && !w.isClosedSync() {
+			w.syncCond.Wait()
+		}
+		closed := w.isClosedSync()
+		w.syncMu.Unlock()
+		if closed && w.synced.Load() < seq {
 			return ErrClosed
 		}
-		w.syncCond.Wait()
 	}
-	return nil
 }
 
 // isClosedSync reports Close having finished its final flush; it is read

@@ -16,8 +16,8 @@ import (
 // state). seq > LastSeq+1 empties the log, and the next Append gets seq.
 // seq <= FirstSeq does nothing.
 func (w *WAL) TruncateFront(seq uint64) error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	w.lockFlush()
+	defer w.unlockFlush()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -66,8 +66,8 @@ func (w *WAL) TruncateFront(seq uint64) error {
 // segment holding seq+1 is zeroed and synced; a crash in between leaves
 // either the old log or a prefix of it, never a gap.
 func (w *WAL) TruncateBack(seq uint64) error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	w.lockFlush()
+	defer w.unlockFlush()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {

@@ -51,7 +51,8 @@ type WAL struct {
 
 	// Durability: synced is the last seq known durable. A sync failure is
 	// sticky (writeErr): Linux drops the failed pages, so retrying would lie.
-	flushMu  sync.Mutex // held for a whole flush round and by truncation
+	flushMu  sync.Mutex // held for a whole flush round and by truncation; release with unlockFlush
+	flushGen uint64     // guarded by syncMu: bumped after every flushMu release
 	syncMu   sync.Mutex
 	syncCond sync.Cond
 	synced   atomic.Uint64
