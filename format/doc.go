@@ -48,10 +48,10 @@
 //
 // # Index file
 //
-//	 0       8       12      16              24              32              40              48          60      64
-//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-----------+-------+
-//	 | magic |version| width |  segment ID   |   first seq   |     count     |  end offset   | reserved  | CRC32C|
-//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-----------+-------+
+//	 0       8       12      16              24              32              40              48      52  60      64
+//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-------+---+-------+
+//	 | magic |version| width |  segment ID   |   first seq   |     count     |  end offset   | flags |res| CRC32C|
+//	 +-------+-------+-------+---------------+---------------+---------------+---------------+-------+---+-------+
 //	 | entry 0 (uint32) | entry 1 | ...                                                    entries: frame offset / 8
 //
 //	magic "MMWALIDX"; width is 4. (count, end offset) is a checkpoint: the
@@ -59,6 +59,11 @@
 //	end offset. It is written only after the segment data it describes was
 //	synced, so any version of it that reaches the disk is true. Entries at or
 //	after count may be stale and are rebuilt by scanning from end offset.
+//	flags bit 0 (closed): written by a clean Close; the segment holds only
+//	zeros after end offset. A last segment without it had an unclean
+//	shutdown, and recovery zeroes everything after its valid frames.
+//	flags bit 1 (truncating): a TruncateBack to end offset was zeroing the
+//	rest; recovery completes it.
 //
 // # Meta file (wal.meta, 32 bytes)
 //

@@ -71,7 +71,21 @@ type IndexHeader struct {
 	FirstSeq  uint64
 	Count     uint64 // checkpoint: records known complete and durable
 	EndOffset uint64 // checkpoint: segment offset just after record Count-1
+	Flags     uint32 // IndexClosed
 }
+
+// IndexClosed in IndexHeader.Flags: the WAL was closed cleanly with this
+// segment last, so it holds only zeros after EndOffset. Without it, recovery
+// zeroes whatever lies after the end of the valid frames, so that no stale
+// frame (from an interrupted TruncateBack, or an append that was in flight at
+// a crash) can ever be read as a record once new appends reach it.
+const IndexClosed = 1
+
+// IndexTruncating in IndexHeader.Flags: a TruncateBack to EndOffset is
+// zeroing what lies after it. Written and synced before the zeroing starts
+// and cleared (synced) after it finished, so recovery that finds it completes
+// the truncation: everything after EndOffset is discarded, whatever it holds.
+const IndexTruncating = 2
 
 // Encode writes the header into b[:IndexHeaderSize].
 func (h IndexHeader) Encode(b []byte) {
@@ -84,6 +98,7 @@ func (h IndexHeader) Encode(b []byte) {
 	binary.LittleEndian.PutUint64(tmp[24:], h.FirstSeq)
 	binary.LittleEndian.PutUint64(tmp[32:], h.Count)
 	binary.LittleEndian.PutUint64(tmp[40:], h.EndOffset)
+	binary.LittleEndian.PutUint32(tmp[48:], h.Flags)
 	binary.LittleEndian.PutUint32(tmp[60:], CRC(tmp[:60]))
 	copy(b, tmp[:]) // one copy, so a concurrent process crash sees old or new per cache line
 }
@@ -111,6 +126,7 @@ func DecodeIndexHeader(b []byte) (IndexHeader, error) {
 		FirstSeq:  binary.LittleEndian.Uint64(b[24:]),
 		Count:     binary.LittleEndian.Uint64(b[32:]),
 		EndOffset: binary.LittleEndian.Uint64(b[40:]),
+		Flags:     binary.LittleEndian.Uint32(b[48:]),
 	}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -26,6 +27,7 @@ type Index struct {
 	f        *os.File
 	m        []byte
 	capacity int
+	hdrMu    sync.Mutex // the flusher and the writer path may both checkpoint
 	hdr      format.IndexHeader
 }
 
@@ -102,7 +104,11 @@ func Open(path string, capacity int) (*Index, error) {
 func (x *Index) Path() string { return x.path }
 
 // Header is the header as last read or written.
-func (x *Index) Header() format.IndexHeader { return x.hdr }
+func (x *Index) Header() format.IndexHeader {
+	x.hdrMu.Lock()
+	defer x.hdrMu.Unlock()
+	return x.hdr
+}
 
 // Capacity is the number of entries the file holds.
 func (x *Index) Capacity() int { return x.capacity }
@@ -124,10 +130,13 @@ func (x *Index) Get(i uint64) (int64, bool) {
 }
 
 // Checkpoint records that the first count records are complete and durable
-// and end at end. REQUIRES: the segment bytes it describes were synced, so
-// that whichever version of the header reaches the disk is true.
-func (x *Index) Checkpoint(count uint64, end int64) {
-	x.hdr.Count, x.hdr.EndOffset = count, uint64(end)
+// and end at end; flags are format.IndexClosed / format.IndexTruncating or 0.
+// REQUIRES: the segment bytes it describes were synced, so that whichever
+// version of the header reaches the disk is true.
+func (x *Index) Checkpoint(count uint64, end int64, flags uint32) {
+	x.hdrMu.Lock()
+	defer x.hdrMu.Unlock()
+	x.hdr.Count, x.hdr.EndOffset, x.hdr.Flags = count, uint64(end), flags
 	x.hdr.Encode(x.m)
 }
 

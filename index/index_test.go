@@ -26,7 +26,7 @@ func TestCreateSetGetCheckpointReopen(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		x.Set(i, int64(format.SegmentHeaderSize+i*40))
 	}
-	x.Checkpoint(100, 4064)
+	x.Checkpoint(100, 4064, format.IndexClosed)
 	require.NoError(t, x.Sync())
 	require.NoError(t, x.Close())
 
@@ -37,7 +37,7 @@ func TestCreateSetGetCheckpointReopen(t *testing.T) {
 	y, err := Open(path, 100)
 	require.NoError(t, err)
 	defer y.Close()
-	assert.Equal(t, format.IndexHeader{SegmentID: 77, FirstSeq: 5, Count: 100, EndOffset: 4064}, y.Header())
+	assert.Equal(t, format.IndexHeader{SegmentID: 77, FirstSeq: 5, Count: 100, EndOffset: 4064, Flags: format.IndexClosed}, y.Header())
 	for i := uint64(0); i < 100; i++ {
 		off, ok := y.Get(i)
 		require.True(t, ok)

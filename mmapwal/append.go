@@ -105,6 +105,15 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 			return nil, 0, 0, 0, err
 		}
 	}
+	if a := w.active; a.closedOnDisk {
+		// Once per clean reopen: the segment must stop claiming "zeros after
+		// the end" on disk before any new byte can be written back.
+		a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, 0)
+		if err := w.dur.syncIndex(a.idx); err != nil {
+			return nil, 0, 0, 0, fmt.Errorf("mmapwal: reopen %s for appending: %w", a.idx.Path(), err)
+		}
+		a.closedOnDisk = false
+	}
 	s, off, seq := w.active, w.writeOff, w.nextSeq
 	w.writeOff += size
 	w.nextSeq += n

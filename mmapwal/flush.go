@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mmapwal/wal/format"
 )
 
 // The flusher is one goroutine that makes data durable for everyone: it
@@ -127,10 +129,10 @@ func (w *WAL) flushLocked(final bool) error {
 		err := w.syncSegmentLocked(s, end)
 		if err == nil {
 			if full {
-				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end)
+				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end, 0)
 				err = w.dur.syncIndex(s.idx)
 			} else {
-				s.idx.Checkpoint(target-s.firstSeq+1, end)
+				s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
 		s.release()
@@ -143,10 +145,14 @@ func (w *WAL) flushLocked(final bool) error {
 			synced++
 		}
 	}
-	if final && tseg != nil && tseg.acquire() {
-		// Close: the active segment's checkpoint makes the next Open read no frames.
-		tseg.idx.Checkpoint(target-tseg.firstSeq+1, tend)
-		tseg.release()
+	if final {
+		// Close: the active segment's checkpoint, marked closed (nothing but
+		// zeros after it), makes the next Open read no frames.
+		w.mu.Lock()
+		if a := w.active; a != nil && w.published.Load() == w.nextSeq-1 {
+			a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, format.IndexClosed)
+		}
+		w.mu.Unlock()
 	}
 	if synced > 0 {
 		w.mu.Lock()

@@ -40,6 +40,9 @@ type segment struct {
 	sealed     bool   // no more appends; sealedEnd/sealedLast are final
 	sealedEnd  int64  // offset after the last frame
 	sealedLast uint64 // last seq in the segment
+	// closedOnDisk: the index on disk says "closed, zeros after the end";
+	// the first append must clear that durably first.
+	closedOnDisk bool
 
 	// Owned by the flusher (WAL.flushMu).
 	syncedOff int64 // bytes [0, syncedOff) are durable

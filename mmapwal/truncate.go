@@ -103,6 +103,21 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	if keep == w.active {
 		end = w.writeOff
 	}
+	// The decision is durable before any byte is zeroed: recovery that finds
+	// the truncating checkpoint completes the truncation, whatever part of
+	// the zeroing reached the disk.
+	count := seq + 1 - keep.firstSeq
+	// A checkpoint claims its records are durable: under SyncNone or
+	// SyncPeriodic the records kept may not be synced yet.
+	if err := w.syncSegmentLocked(keep, off); err != nil {
+		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
+		w.fail(err)
+		return err
+	}
+	keep.idx.Checkpoint(count, off, format.IndexTruncating)
+	if err := w.dur.syncIndex(keep.idx); err != nil {
+		return fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err) // nothing changed yet
+	}
 	// Readers that passed their range check before this point fail their
 	// frame check on zeroed bytes and then see the new range.
 	w.pubMu.Lock()
@@ -119,11 +134,13 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(seq+1-keep.firstSeq, off)
+	keep.idx.Checkpoint(count, off, 0)
 	if err := w.dur.syncIndex(keep.idx); err != nil {
+		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
 	}
+	keep.closedOnDisk = false
 	keep.sealed = false
 	keep.syncedOff = min(keep.syncedOff, off)
 	w.active, w.writeOff, w.nextSeq = keep, off, seq+1

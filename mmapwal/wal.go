@@ -155,6 +155,7 @@ func (w *WAL) load() error {
 		last.sealed = false
 		w.active, w.writeOff = last, rep.Segments[len(rep.Segments)-1].End
 		w.dirty = []*segment{last} // the active segment is always dirty until synced
+		last.closedOnDisk = rep.Segments[len(rep.Segments)-1].Closed
 		w.pubSeg, w.pubEnd = last, w.writeOff
 	}
 	w.first.Store(first)
@@ -165,7 +166,7 @@ func (w *WAL) load() error {
 		if err := w.dur.syncSegment(s, 0, s.sealedEnd); err != nil {
 			return err
 		}
-		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd)
+		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd, 0)
 		if err := w.dur.syncIndex(s.idx); err != nil {
 			return err
 		}
@@ -208,7 +209,7 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	for i, off := range rs.Offsets {
 		x.Set(i, off)
 	}
-	x.Checkpoint(uint64(len(rs.Offsets)), rs.End)
+	x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0)
 	if err := w.dur.syncIndex(x); err != nil {
 		return err
 	}

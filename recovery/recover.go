@@ -7,14 +7,21 @@
 //  1. Temporary files (*.seg.tmp, *.idx.tmp, wal.meta.tmp) are leftovers of
 //     an interrupted preparation or rename and are removed. Other unknown
 //     files are left alone.
-//  2. Every segment header must be valid and agree with its file name; a
-//     last segment whose header never reached the disk (all zero) holds no
-//     synced record and is removed. Any other bad header is corruption.
+//  2. Every segment header must be valid and agree with its file name. A
+//     segment whose header never reached the disk (all zero) was never
+//     synced, and neither was any later one (the first sync of a segment
+//     covers its header, and segments are synced in order): it and the later
+//     segments are removed, unless a later frame proves a sync. Any other
+//     bad header is corruption.
 //  3. A valid index checkpoint (count, end offset) is trusted: those records
 //     were synced before it was written. Frames after it are scanned; at the
 //     first frame that fails its checksum, size bound, seq continuity or batch
 //     order, the segment's valid data ends. An unfinished batch is dropped
-//     whole. An all-zero header is the end of the data.
+//     whole. An all-zero header is the end of the data. A checkpoint marked
+//     "truncating" (an interrupted TruncateBack) is the end, whatever follows.
+//     The last segment, unless its checkpoint says it was closed cleanly,
+//     must hold only zeros after the end: anything else is handled by rules
+//     4 and 5, so no stale frame can ever meet new appends.
 //  4. Where valid data ends before the log should go on (inside the last
 //     segment, or before the next segment's first seq), the rest of the log
 //     is searched for proof that the damaged record had been synced: a valid
@@ -68,6 +75,10 @@ type Segment struct {
 	// Trusted..Count-1, found by scanning (with Options.Offsets).
 	Trusted      uint64
 	IndexOK      bool
+	// Closed: the segment was last at a clean Close (its checkpoint says so
+	// and nothing follows it). The next writer must clear that durably
+	// before appending (see format.IndexClosed).
+	Closed       bool
 	Offsets      []int64
 	ScannedBytes int64
 }
@@ -166,17 +177,28 @@ func Recover(dir string, opts *Options) (*Report, error) {
 		}
 		var res ScanResult
 		var segErr error
+		var tail int64
+		var truncating bool
 		ferr := platform.CatchFault(func() {
-			res, segErr = recoverSegment(&seg, data, last, o, maxLen, rep)
+			res, truncating, segErr = recoverSegment(&seg, data, last, o, maxLen, rep)
+			if segErr == nil && last && !seg.Closed {
+				tail = lastNonZero(data, res.End)
+			}
 		})
 		closeFn()
 		if ferr != nil {
 			return nil, fmt.Errorf("recover %s: %w", sf.path, ferr)
 		}
-		if errors.Is(segErr, errZeroHeaderLast) {
-			// Rule 2: the last segment's header never reached the disk, so no
-			// sync covered it (syncs of a new segment start at offset 0).
-			if proof := proofInSegments(segs[i:i+1], sf.seq, maxLen, true); proof != nil {
+		if errors.Is(segErr, errZeroHeader) {
+			// Rule 2: the header never reached the disk, so no sync covered
+			// this segment (the first sync of a segment starts at offset 0),
+			// nor any later one (segments are synced in order). Only a later
+			// frame proving otherwise makes this corruption.
+			proof := proofInSegments(segs[i:i+1], sf.seq, maxLen, true)
+			if proof == nil {
+				proof = proofInSegments(segs[i+1:], sf.seq, maxLen, false)
+			}
+			if proof != nil {
 				return nil, &format.CorruptError{File: sf.path, Offset: 0, Seq: sf.seq,
 					Reason: "segment header is zero but " + proof.Error()}
 			}
@@ -188,13 +210,23 @@ func Recover(dir string, opts *Options) (*Report, error) {
 		}
 		rep.Segments = append(rep.Segments, seg)
 		rep.ScannedBytes += seg.ScannedBytes
-		// Rule 3/4: does the valid data end where the log should go on?
-		clean := res.Stop == StopZero || res.Stop == StopEnd
-		if !last {
-			clean = clean && res.Next == segs[i+1].seq
+		// Rule 3/4: does the valid data end where the log should go on? The
+		// last segment, unless closed cleanly, must also hold nothing but
+		// zeros after its end (stale frames of an append in flight at a crash,
+		// or of an interrupted TruncateBack, must never meet new appends).
+		var clean bool
+		if last {
+			clean = seg.Closed || tail <= res.End
+		} else {
+			clean = (res.Stop == StopZero || res.Stop == StopEnd) && res.Next == segs[i+1].seq && res.Dropped == 0
 		}
-		if clean && res.Dropped == 0 {
+		if clean {
 			continue
+		}
+		if truncating {
+			// An interrupted TruncateBack: complete it, nothing to prove.
+			cut = &cutPlan{segIdx: i, removeFrom: i + 1, seq: res.Next, off: res.End, badOff: res.End, noProof: true, res: res}
+			break
 		}
 		from := res.StopAt + format.FrameAlign
 		if res.Dropped > 0 {
@@ -280,7 +312,7 @@ func Recover(dir string, opts *Options) (*Report, error) {
 	return rep, nil
 }
 
-var errZeroHeaderLast = errors.New("zero header in last segment")
+var errZeroHeader = errors.New("segment header is all zeros")
 
 type cutPlan struct {
 	segIdx     int    // segment where the log ends
@@ -290,12 +322,16 @@ type cutPlan struct {
 	badOff     int64  // offset of the frame that failed
 	searchFrom int64  // where the search for proof starts
 	wholeFile  bool   // segIdx itself is removed
+	noProof    bool   // completing a TruncateBack: what follows was discarded on purpose
 	res        ScanResult
 }
 
 // checkTorn applies rule 4: it looks for proof that the record at the cut
 // had been synced, and counts what a cut would drop.
 func checkTorn(cut *cutPlan, segs []segFile, rep *Report, maxLen uint64) error {
+	if cut.noProof {
+		return nil
+	}
 	if !cut.wholeFile {
 		s := rep.Segments[cut.segIdx]
 		f, err := os.Open(s.Path)
@@ -431,22 +467,23 @@ func openSegment(sf segFile, _ bool) (Segment, []byte, func(), error) {
 
 // recoverSegment checks the header, takes the index checkpoint if it holds,
 // and scans the rest.
-func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint64, rep *Report) (ScanResult, error) {
+func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint64, rep *Report) (ScanResult, bool, error) {
 	h, err := format.DecodeSegmentHeader(data)
-	if errors.Is(err, format.ErrZeroHeader) && last {
-		return ScanResult{}, errZeroHeaderLast
+	if errors.Is(err, format.ErrZeroHeader) {
+		return ScanResult{}, false, errZeroHeader
 	}
 	if err != nil {
-		return ScanResult{}, &format.CorruptError{File: seg.Path, Offset: 0, Seq: seg.FirstSeq, Reason: err.Error()}
+		return ScanResult{}, false, &format.CorruptError{File: seg.Path, Offset: 0, Seq: seg.FirstSeq, Reason: err.Error()}
 	}
 	if h.FirstSeq != seg.FirstSeq {
-		return ScanResult{}, &format.CorruptError{File: seg.Path, Offset: 0, Seq: seg.FirstSeq,
+		return ScanResult{}, false, &format.CorruptError{File: seg.Path, Offset: 0, Seq: seg.FirstSeq,
 			Reason: fmt.Sprintf("header says first seq %d, file name says %d", h.FirstSeq, seg.FirstSeq)}
 	}
 	seg.ID = h.ID
 	seed := format.SegmentSeed(h.ID)
 	start, count := int64(format.SegmentHeaderSize), uint64(0)
-	if ck, ok := checkpoint(seg, data, seed, last, maxLen); ok && !o.Full {
+	ck, ok := checkpoint(seg, data, seed, last, maxLen)
+	if ok && !o.Full {
 		start, count = ck.end, ck.count
 		seg.IndexOK = true
 	} else if !ok {
@@ -455,7 +492,13 @@ func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint
 		seg.IndexOK = true // valid, but Full asked for a rescan
 	}
 	seg.Trusted = count
+	if ok && last && ck.flags&format.IndexTruncating != 0 {
+		// TruncateBack had durably decided the end; complete it.
+		seg.Count, seg.End = ck.count, ck.end
+		return ScanResult{End: ck.end, Next: seg.FirstSeq + ck.count, Stop: StopZero, StopAt: ck.end}, true, nil
+	}
 	r := Scan(data, seed, start, seg.FirstSeq+count, maxLen, o.Offsets)
+	seg.Closed = ok && last && !o.Full && ck.flags&format.IndexClosed != 0 && r.Stop == StopZero && r.End == ck.end
 	seg.Count = r.Next - seg.FirstSeq
 	seg.End = r.End
 	seg.Offsets = r.Offsets
@@ -463,12 +506,13 @@ func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint
 	if o.Full {
 		seg.Trusted = 0
 	}
-	return r, nil
+	return r, false, nil
 }
 
 type ckpt struct {
 	count uint64
 	end   int64
+	flags uint32
 }
 
 // checkpoint reads the segment's index header and accepts its checkpoint if
@@ -510,7 +554,7 @@ func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64
 			return ckpt{}, false
 		}
 	}
-	return ckpt{ih.Count, end}, true
+	return ckpt{ih.Count, end, ih.Flags}, true
 }
 
 func readIndexHeader(path string) (format.IndexHeader, error) {
