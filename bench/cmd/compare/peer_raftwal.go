@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // hashicorp/raft-wal used as a raft.LogStore: StoreLog/StoreLogs/GetLog.
@@ -15,6 +16,7 @@ import (
 type raftwalStore struct {
 	mu    sync.Mutex
 	w     *raftwal.WAL
+	meta  *metadb.BoltMetaDB
 	last  uint64
 	syncs uint64
 	logs  []raft.Log
@@ -35,16 +37,21 @@ func openRaftwal(dir string, _ bool) (Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w, err := raftwal.Open(dir, raftwal.WithLogger(hclog.NewNullLogger()))
+	// raft-wal's Close leaves its bolt meta DB (and its flock) open, so a
+	// reopen in the same process would block: own the meta store and close it.
+	meta := &metadb.BoltMetaDB{}
+	w, err := raftwal.Open(dir, raftwal.WithLogger(hclog.NewNullLogger()), raftwal.WithMetaStore(meta))
 	if err != nil {
+		meta.Close()
 		return nil, err
 	}
 	last, err := w.LastIndex()
 	if err != nil {
 		w.Close()
+		meta.Close()
 		return nil, err
 	}
-	return &raftwalStore{w: w, last: last}, nil
+	return &raftwalStore{w: w, meta: meta, last: last}, nil
 }
 
 func (s *raftwalStore) Append(rec []byte) (uint64, error) {
@@ -115,4 +122,10 @@ func (s *raftwalStore) Syncs() uint64 {
 	return s.syncs
 }
 
-func (s *raftwalStore) Close() error { return s.w.Close() }
+func (s *raftwalStore) Close() error {
+	err := s.w.Close()
+	if merr := s.meta.Close(); err == nil {
+		err = merr
+	}
+	return err
+}
