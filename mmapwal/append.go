@@ -15,6 +15,10 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d bytes, MaxRecordSize is %d", ErrTooLarge, len(data), w.opts.MaxRecordSize)
 	}
 	size := format.FrameSize(len(data))
+	if w.opts.Sync == SyncAlways {
+		w.durableAppenders.Add(1)
+		defer w.durableAppenders.Add(-1)
+	}
 	w.mu.Lock()
 	seg, off, seq, durable, err := w.reserveLocked(size, 1)
 	w.mu.Unlock()
@@ -24,7 +28,7 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 	if err := w.write(seg, off, seq, durable, format.KindFull, data); err != nil {
 		return 0, err
 	}
-	if err := w.publish(seq, seq, seg, off+size); err != nil {
+	if err := w.publish(seq, seq); err != nil {
 		return 0, err
 	}
 	if w.opts.Sync == SyncAlways {
@@ -32,7 +36,6 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 			return 0, err
 		}
 	}
-	w.st.appends.Add(1)
 	return seq, nil
 }
 
@@ -55,6 +58,10 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: batch of %d bytes exceeds the largest segment", ErrTooLarge, size)
 	}
 	n := uint64(len(records))
+	if w.opts.Sync == SyncAlways {
+		w.durableAppenders.Add(1)
+		defer w.durableAppenders.Add(-1)
+	}
 	w.mu.Lock()
 	seg, off, first, durable, err := w.reserveLocked(size, n)
 	w.mu.Unlock()
@@ -77,7 +84,7 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 		}
 		p += format.FrameSize(len(r))
 	}
-	if err := w.publish(first, first+n-1, seg, p); err != nil {
+	if err := w.publish(first, first+n-1); err != nil {
 		return 0, err
 	}
 	if w.opts.Sync == SyncAlways {
@@ -85,8 +92,6 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 			return 0, err
 		}
 	}
-	w.st.batches.Add(1)
-	w.st.appends.Add(n)
 	return first, nil
 }
 
@@ -117,7 +122,11 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	s, off, seq := w.active, w.writeOff, w.nextSeq
 	w.writeOff += size
 	w.nextSeq += n
-	w.st.bytes.Add(uint64(size))
+	w.appended += n
+	w.bytes += uint64(size)
+	if n > 1 {
+		w.batches++
+	}
 	return s, off, seq, w.synced.Load(), nil
 }
 
@@ -173,50 +182,60 @@ func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data 
 // seq is visible, and returns when that has happened: an append is only
 // acknowledged after all earlier appends are in the mapping, so a crash can
 // never keep a later acknowledged record behind a torn earlier one.
-func (w *WAL) publish(first, last uint64, s *segment, end int64) error {
-	w.pubMu.Lock()
-	defer w.pubMu.Unlock()
-	if w.published.Load() == first-1 {
-		w.advanceLocked(last, s, end)
-		for {
-			p, ok := w.pending[w.published.Load()+1]
-			if !ok {
-				break
-			}
-			delete(w.pending, w.published.Load()+1)
-			w.advanceLocked(p.last, p.seg, p.end)
-		}
-		if w.pubWaiters > 0 {
+//
+// The common case takes no lock: the owner of seq published+1 advances the
+// watermark with one CAS. An appender that finishes early parks its range in
+// pending and waits. Both sides use sequentially consistent atomics in
+// opposite order (fast: CAS published, then load pubSlow; slow: add pubSlow,
+// then read published under pubMu), so one of them always sees the other.
+func (w *WAL) publish(first, last uint64) error {
+	if w.published.CompareAndSwap(first-1, last) {
+		if w.pubSlow.Load() != 0 {
+			w.pubMu.Lock()
+			w.drainLocked()
 			w.pubCond.Broadcast()
+			w.pubMu.Unlock()
 		}
 		return nil
 	}
-	w.pending[first] = pendingPub{last, s, end}
+	w.pubSlow.Add(1)
+	defer w.pubSlow.Add(-1)
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	w.pending[first] = last
+	w.drainLocked()
 	for w.published.Load() < last {
 		if err := w.failed(); err != nil {
 			return err
 		}
-		w.pubWaiters++
 		w.pubCond.Wait()
-		w.pubWaiters--
 	}
+	w.pubCond.Broadcast()
 	return nil
 }
 
+// drainLocked advances the watermark over parked ranges that now follow it.
 // REQUIRES: w.pubMu held.
-func (w *WAL) advanceLocked(last uint64, s *segment, end int64) {
-	w.pubSeg, w.pubEnd = s, end
-	w.published.Store(last)
+func (w *WAL) drainLocked() {
+	for {
+		p := w.published.Load()
+		last, ok := w.pending[p+1]
+		if !ok {
+			return
+		}
+		delete(w.pending, p+1)
+		w.published.CompareAndSwap(p, last) // only this range's owner could advance past p
+	}
 }
 
 // waitInFlightLocked waits until every reserved seq is published, so that
 // no appender is still copying. REQUIRES: w.mu held (no new reservations).
 func (w *WAL) waitInFlightLocked() {
+	w.pubSlow.Add(1)
+	defer w.pubSlow.Add(-1)
 	w.pubMu.Lock()
 	for w.published.Load() != w.nextSeq-1 && w.failed() == nil {
-		w.pubWaiters++
 		w.pubCond.Wait()
-		w.pubWaiters--
 	}
 	w.pubMu.Unlock()
 }

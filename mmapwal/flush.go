@@ -3,9 +3,11 @@ package mmapwal
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/platform"
 )
 
 // The flusher is one goroutine that makes data durable for everyone: it
@@ -72,24 +74,27 @@ func (w *WAL) flush(final bool) error {
 // (truncation).
 func (w *WAL) lockFlush() { w.flushMu.Lock() }
 
-// unlockFlush releases flushMu and then tells waiting appenders, so a
-// follower that could not become the leader tries again.
+// unlockFlush releases flushMu, then closes the channel followers wait on
+// and installs a fresh one. A follower loads the channel before it tries
+// flushMu; if the try fails, the holder's unlock (or an earlier one) closes
+// that very channel, so no follower can miss the end of a round. Closing a
+// channel wakes every follower without a lock convoy.
 func (w *WAL) unlockFlush() {
 	w.flushMu.Unlock()
-	w.syncMu.Lock()
-	w.flushGen++
-	w.syncCond.Broadcast()
-	w.syncMu.Unlock()
+	next := make(chan struct{})
+	close(*w.flushCh.Swap(&next))
 }
 
 // flushLocked is flush with flushMu held.
 func (w *WAL) flushLocked(final bool) error {
+	if w.shut.Load() {
+		return ErrClosed
+	}
 	if err := w.failed(); err != nil {
 		return err
 	}
-	w.pubMu.Lock()
-	target, tseg, tend := w.published.Load(), w.pubSeg, w.pubEnd
-	w.pubMu.Unlock()
+	target := w.published.Load()
+	tseg, tend := w.endOf(target)
 
 	w.mu.Lock()
 	work := make([]dirtySeg, 0, len(w.dirty)+1)
@@ -98,7 +103,7 @@ func (w *WAL) flushLocked(final bool) error {
 		work = append(work, dirtySeg{s, s.sealed, s.sealedEnd, s.sealedLast})
 		inDirty = inDirty || s == tseg
 	}
-	if tseg != nil && !inDirty && tseg.syncedOff < tend {
+	if tseg != nil && !inDirty && (tend < 0 || tseg.syncedOff < tend) {
 		// Invariant: the segment of the last published record is dirty
 		// until synced. Guard it anyway: an acknowledged record must never
 		// be counted durable without its sync.
@@ -119,9 +124,15 @@ func (w *WAL) flushLocked(final bool) error {
 	synced := 0
 	for i, d := range work[:upto+1] {
 		s := d.s
-		end, full := d.end, true
+		end, full, checkpoint := d.end, true, true
 		if i == upto {
 			end, full = tend, d.sealed && tend == d.end
+			if tend < 0 { // see endOf: sync everything, claim nothing
+				end, full, checkpoint = s.size, false, false
+				if d.sealed {
+					end = d.end
+				}
+			}
 		}
 		if !s.acquire() {
 			continue // retired by truncation meanwhile
@@ -131,7 +142,7 @@ func (w *WAL) flushLocked(final bool) error {
 			if full {
 				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end, 0)
 				err = w.dur.syncIndex(s.idx)
-			} else {
+			} else if checkpoint {
 				s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
@@ -164,13 +175,39 @@ func (w *WAL) flushLocked(final bool) error {
 			}
 		}
 	}
-	w.syncMu.Lock()
 	if target > w.synced.Load() {
-		w.synced.Store(target)
+		w.synced.Store(target) // followers see it when unlockFlush wakes them
 	}
-	w.syncCond.Broadcast()
-	w.syncMu.Unlock()
 	return nil
+}
+
+// endOf returns the segment holding record seq and the offset just after
+// its frame, read from the index and the frame itself (nil if seq is not in
+// a live segment). Every record up to seq is published, so its entry is set.
+func (w *WAL) endOf(seq uint64) (*segment, int64) {
+	s := w.segs.Load().find(seq)
+	if s == nil || !s.acquire() {
+		return nil, 0
+	}
+	defer s.release()
+	var end int64
+	_ = platform.CatchFault(func() {
+		off, ok := s.idx.Get(seq - s.firstSeq)
+		if !ok {
+			return
+		}
+		h, st := format.CheckFrameHeader(s.data, off, uint64(w.opts.MaxRecordSize))
+		if st == format.FrameOK && h.Seq == seq {
+			end = off + format.FrameSize(int(h.Length))
+		}
+	})
+	if end == 0 {
+		// The index entry failed its check (a damaged index file being
+		// rebuilt): sync the whole segment and write no checkpoint for it.
+		w.log.Warn("mmapwal: flush could not locate the last published record", "file", s.path, "seq", seq)
+		return s, -1
+	}
+	return s, end
 }
 
 // dropSealed removes the first n fully synced sealed segments from the dirty
@@ -212,8 +249,9 @@ func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 // waitDurable returns once seq is durable, or the sticky error. Group
 // commit by leader and followers: the appender that finds no flush running
 // does it itself, for everything published so far (no hand-off to another
-// goroutine on the latency path); the others wait for it to finish and
+// goroutine on the latency path); the others wait for that round to end and
 // then either are covered or one of them leads the next round.
+// REQUIRES: the caller counted itself in w.durableAppenders.
 func (w *WAL) waitDurable(seq uint64) error {
 	for {
 		if w.synced.Load() >= seq {
@@ -222,10 +260,17 @@ func (w *WAL) waitDurable(seq uint64) error {
 		if err := w.failed(); err != nil {
 			return err
 		}
-		w.syncMu.Lock()
-		gen := w.flushGen
-		w.syncMu.Unlock()
+		if w.shut.Load() {
+			return ErrClosed
+		}
+		roundEnd := *w.flushCh.Load()
 		if w.flushMu.TryLock() {
+			if w.durableAppenders.Load() > 1 {
+				// Other appenders are between reserving and waiting: let
+				// them publish first so this flush covers them too (larger
+				// groups, fewer syncs). Alone, the leader syncs at once.
+				runtime.Gosched()
+			}
 			err := w.flushLocked(false)
 			w.unlockFlush()
 			if err != nil {
@@ -233,26 +278,7 @@ func (w *WAL) waitDurable(seq uint64) error {
 			}
 			continue
 		}
-		w.syncMu.Lock()
-		for w.flushGen == gen && w.synced.Load() < seq && w.failed() == nil && !w.isClosedSync() {
-			w.syncCond.Wait()
-		}
-		closed := w.isClosedSync()
-		w.syncMu.Unlock()
-		if closed && w.synced.Load() < seq {
-			return ErrClosed
-		}
-	}
-}
-
-// isClosedSync reports Close having finished its final flush; it is read
-// under syncMu, which Close's final broadcast also takes.
-func (w *WAL) isClosedSync() bool {
-	select {
-	case <-w.done:
-		return w.flushDone.Load()
-	default:
-		return false
+		<-roundEnd
 	}
 }
 

@@ -39,24 +39,27 @@ func (p *preparer) startLocked() {
 	go func() {
 		defer p.wg.Done()
 		s, err := prepareSegment(p.dir, p.size)
-		if err == nil {
-			// Fault the pages in now, off the appenders' path. Best effort.
-			_ = platform.Prefault(s.data)
-			_ = platform.Prefault(s.idx.Mapping())
-		} else {
+		if err != nil {
 			p.log.Warn("mmapwal: preparing next segment failed; will retry at rotation", "dir", p.dir, "err", err)
 		}
 		p.mu.Lock()
 		p.busy = false
+		handed := false
 		if err == nil {
 			if p.closed {
 				s.discard()
 			} else {
-				p.ready = s
+				p.ready, handed = s, s.acquire()
 			}
 		}
 		p.cond.Broadcast()
 		p.mu.Unlock()
+		if handed {
+			// Ready as soon as it is mapped: the prefault runs on, ahead of
+			// the appenders that may already be writing at its start.
+			prefault(s)
+			s.release()
+		}
 	}()
 }
 
@@ -83,6 +86,18 @@ func (p *preparer) take(size int64) (*segment, error) {
 	p.startLocked()
 	p.mu.Unlock()
 	return s, nil
+}
+
+// prefault faults the segment's pages in, front to back, in chunks, so that
+// first-touch page faults happen here and not on the append path. It stops
+// early once the segment is being retired. Best effort. REQUIRES: a
+// reference on s.
+func prefault(s *segment) {
+	const chunk = 1 << 20
+	_ = platform.Prefault(s.idx.Mapping())
+	for off := 0; off < len(s.data) && !s.retiring.Load(); off += chunk {
+		_ = platform.Prefault(s.data[off:min(off+chunk, len(s.data))])
+	}
 }
 
 // close waits for a preparation in progress and deletes the prepared file.

@@ -35,6 +35,7 @@ type segment struct {
 	size     int64
 	idx      *index.Index
 	refs     atomic.Int64
+	retiring atomic.Bool // set before the list's reference is dropped: background work stops
 
 	// Guarded by WAL.mu.
 	sealed     bool   // no more appends; sealedEnd/sealedLast are final
@@ -64,6 +65,14 @@ func (s *segment) acquire() bool {
 }
 
 func (s *segment) release() { s.refs.Add(-1) }
+
+// retire drops the list's reference and waits until no goroutine holds one.
+// Afterwards s may be unmapped.
+func (s *segment) retire() {
+	s.retiring.Store(true)
+	s.release()
+	s.waitIdle()
+}
 
 // waitIdle waits until only the caller's view remains. REQUIRES: the list's
 // reference was dropped, so no new reference can be taken.
@@ -193,6 +202,7 @@ func (s *segment) activate(dir string, firstSeq uint64) error {
 
 // discard unmaps and deletes a prepared segment that was never activated.
 func (s *segment) discard() {
+	s.retire()
 	platform.Unmap(s.data)
 	s.f.Close()
 	os.Remove(s.path)

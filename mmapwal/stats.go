@@ -9,7 +9,7 @@ type Stats struct {
 	SyncedSeq    uint64 // last seq known durable
 	Segments     int    // live segment files
 	Appended     uint64 // records appended since Open
-	Batches      uint64 // AppendBatch calls since Open
+	Batches      uint64 // AppendBatch calls of more than one record since Open
 	BytesWritten uint64 // frame bytes written since Open
 	Syncs        uint64 // segment data syncs (msync/fdatasync calls) since Open
 	Rotations    uint64 // segments activated since Open
@@ -31,19 +31,22 @@ type RecoveryStats struct {
 }
 
 type counters struct {
-	appends, batches, bytes, syncs, rotations, indexRepairs atomic.Uint64
+	syncs, rotations, indexRepairs atomic.Uint64
 }
 
 // Stats returns the current counters.
 func (w *WAL) Stats() Stats {
+	w.mu.Lock()
+	appended, batches, bytes := w.appended, w.batches, w.bytes
+	w.mu.Unlock()
 	return Stats{
 		FirstSeq:     w.FirstSeq(),
 		LastSeq:      w.LastSeq(),
 		SyncedSeq:    w.synced.Load(),
 		Segments:     len(w.segs.Load().segs),
-		Appended:     w.st.appends.Load(),
-		Batches:      w.st.batches.Load(),
-		BytesWritten: w.st.bytes.Load(),
+		Appended:     appended,
+		Batches:      batches,
+		BytesWritten: bytes,
 		Syncs:        w.st.syncs.Load(),
 		Rotations:    w.st.rotations.Load(),
 		IndexRepairs: w.st.indexRepairs.Load(),

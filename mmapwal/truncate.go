@@ -46,10 +46,7 @@ func (w *WAL) TruncateFront(seq uint64) error {
 			drop[s] = true
 		}
 		w.active, w.writeOff, w.nextSeq = nil, 0, seq
-		w.pubMu.Lock()
-		w.pubSeg, w.pubEnd = nil, 0
-		w.published.Store(seq - 1)
-		w.pubMu.Unlock()
+		w.published.Store(seq - 1) // nothing in flight: w.mu held, waited above
 		w.synced.Store(seq - 1)
 	} else {
 		for i := 0; i+1 < len(list) && list[i+1].firstSeq <= seq; i++ {
@@ -120,10 +117,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	// Readers that passed their range check before this point fail their
 	// frame check on zeroed bytes and then see the new range.
-	w.pubMu.Lock()
-	w.published.Store(seq)
-	w.pubSeg, w.pubEnd = keep, off
-	w.pubMu.Unlock()
+	w.published.Store(seq) // nothing in flight: w.mu held, waited above
 	if ferr := platform.CatchFault(func() { clear(keep.data[off:end]) }); ferr != nil {
 		err := fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, ferr)
 		w.fail(err)
@@ -175,8 +169,7 @@ func (w *WAL) retireLocked(drop map[*segment]bool) error {
 		if !drop[s] {
 			continue
 		}
-		s.release()
-		s.waitIdle()
+		s.retire()
 		if err := s.unmap(); err != nil {
 			errs = append(errs, err)
 		}

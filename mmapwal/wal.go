@@ -17,7 +17,7 @@ import (
 
 // WAL is an open write-ahead log. All methods are safe for concurrent use.
 //
-// Lock order: flushMu, then mu, then pubMu, then syncMu. Readers take none of
+// Lock order: flushMu, then mu, then pubMu. Readers take none of
 // them: they load segs and published atomically.
 type WAL struct {
 	dir  string
@@ -35,43 +35,38 @@ type WAL struct {
 	nextSeq  uint64
 	dirty    []*segment // segments with unsynced bytes, oldest first
 	closed   bool
+	appended uint64 // records reserved since Open (for Stats)
+	batches  uint64
+	bytes    uint64
 
 	segs  atomic.Pointer[segList]
 	first atomic.Uint64 // logical first seq (= nextSeq when empty)
 
 	// Publication: records become visible in seq order, once their frame and
 	// index entry are written. published is the last visible seq.
-	pubMu      sync.Mutex
-	pubCond    sync.Cond
-	published  atomic.Uint64
-	pubSeg     *segment // segment of the record `published` (guarded by pubMu)
-	pubEnd     int64    // offset after it (guarded by pubMu)
-	pending    map[uint64]pendingPub
-	pubWaiters int
+	pubMu     sync.Mutex
+	pubCond   sync.Cond
+	published atomic.Uint64
+	pubSlow   atomic.Int64      // goroutines on publish's slow path or waiting on pubCond
+	pending   map[uint64]uint64 // guarded by pubMu: first -> last of ranges written early
 
 	// Durability: synced is the last seq known durable. A sync failure is
 	// sticky (writeErr): Linux drops the failed pages, so retrying would lie.
 	flushMu  sync.Mutex // held for a whole flush round and by truncation; release with unlockFlush
-	flushGen uint64     // guarded by syncMu: bumped after every flushMu release
-	syncMu   sync.Mutex
-	syncCond sync.Cond
+	flushCh  atomic.Pointer[chan struct{}] // closed when the current flush round ends
+	shut     atomic.Bool                   // Close made its final flush: no more rounds
+	// durableAppenders counts SyncAlways appends in progress: a flush leader
+	// yields once before syncing only when others could join its group.
+	durableAppenders atomic.Int64
 	synced   atomic.Uint64
 	writeErr atomic.Pointer[error]
 	kick     chan struct{}
 	done     chan struct{}
 	wg       sync.WaitGroup
 
-	flushDone atomic.Bool // Close finished its last flush
-
 	prep *preparer
 	st   counters
 	rec  RecoveryStats
-}
-
-type pendingPub struct {
-	last uint64
-	seg  *segment
-	end  int64
 }
 
 // Open opens the log in dir, creating dir if missing. A nil opts means
@@ -94,9 +89,10 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, err
 	}
 	w := &WAL{dir: dir, opts: o, log: o.Logger, dur: o.hooks, lock: lk,
-		kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64]pendingPub{}}
+		kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64]uint64{}}
 	w.pubCond.L = &w.pubMu
-	w.syncCond.L = &w.syncMu
+	ch := make(chan struct{})
+	w.flushCh.Store(&ch)
 	if err := w.load(); err != nil {
 		w.unmapAll()
 		lk.Unlock()
@@ -156,7 +152,6 @@ func (w *WAL) load() error {
 		w.active, w.writeOff = last, rep.Segments[len(rep.Segments)-1].End
 		w.dirty = []*segment{last} // the active segment is always dirty until synced
 		last.closedOnDisk = rep.Segments[len(rep.Segments)-1].Closed
-		w.pubSeg, w.pubEnd = last, w.writeOff
 	}
 	w.first.Store(first)
 	// Records found by scanning may exist only in the page cache (after a
@@ -252,22 +247,21 @@ func (w *WAL) Close() error {
 	close(w.done)
 	w.wg.Wait()
 	w.prep.close()
-	err := w.flush(true)
+	// The final round: everything published becomes durable, the active
+	// segment is checkpointed as closed, and no round may follow (shut).
+	w.lockFlush()
+	err := w.flushLocked(true)
 	if err == nil && w.active != nil {
 		err = w.dur.syncIndex(w.active.idx)
 	}
+	w.shut.Store(true)
+	w.unlockFlush()
 	if uerr := w.unmapAll(); err == nil {
 		err = uerr
 	}
 	if lerr := w.lock.Unlock(); err == nil {
 		err = lerr
 	}
-	// Wake anyone still waiting for durability; they get ErrClosed if their
-	// record was not covered.
-	w.syncMu.Lock()
-	w.flushDone.Store(true)
-	w.syncCond.Broadcast()
-	w.syncMu.Unlock()
 	return err
 }
 
@@ -280,8 +274,7 @@ func (w *WAL) unmapAll() error {
 	}
 	var errs []error
 	for _, s := range list.segs {
-		s.release()
-		s.waitIdle()
+		s.retire()
 		if s.idx == nil { // failed half-way through load
 			platform.Unmap(s.data)
 			s.f.Close()
@@ -313,9 +306,6 @@ func (w *WAL) fail(err error) {
 	if w.writeErr.CompareAndSwap(nil, &err) {
 		w.log.Error("mmapwal: write path failed; refusing further writes until reopen", "dir", w.dir, "err", err)
 	}
-	w.syncMu.Lock()
-	w.syncCond.Broadcast()
-	w.syncMu.Unlock()
 	w.pubMu.Lock()
 	w.pubCond.Broadcast()
 	w.pubMu.Unlock()
