@@ -20,12 +20,12 @@
 // A segment is preallocated to its full size and starts with a 64-byte header.
 // Frames follow back to back, each 8-byte aligned; unused space is zero.
 //
-//	 0       8       12      16              24              32                       60      64
-//	 +-------+-------+-------+---------------+---------------+------------------------+-------+
-//	 | magic |version| flags |   first seq   |  segment ID   |   reserved (zero)      | CRC32C|
-//	 +-------+-------+-------+---------------+---------------+------------------------+-------+
-//	 magic "MMWALSEG"; CRC32C (Castagnoli) of bytes [0,60).
-//	 The segment ID is random and non-zero, chosen when the file is prepared.
+//	0       8       12      16              24              32                       60      64
+//	+-------+-------+-------+---------------+---------------+------------------------+-------+
+//	| magic |version| flags |   first seq   |  segment ID   |   reserved (zero)      | CRC32C|
+//	+-------+-------+-------+---------------+---------------+------------------------+-------+
+//	magic "MMWALSEG"; CRC32C (Castagnoli) of bytes [0,60).
+//	The segment ID is random and non-zero, chosen when the file is prepared.
 //
 // # Frame
 //
@@ -67,10 +67,10 @@
 //
 // # Meta file (wal.meta, 32 bytes)
 //
-//	 0       8       12      16              24      28      32
-//	 +-------+-------+-------+---------------+-------+-------+
-//	 | magic |version| zero  |   first seq   | zero  | CRC32C|
-//	 +-------+-------+-------+---------------+-------+-------+
-//	 magic "MMWALMET"; first seq is the logical first seq set by TruncateFront.
-//	 Written to a temporary file, synced and renamed over the old one.
+//	0       8       12      16              24      28      32
+//	+-------+-------+-------+---------------+-------+-------+
+//	| magic |version| zero  |   first seq   | zero  | CRC32C|
+//	+-------+-------+-------+---------------+-------+-------+
+//	magic "MMWALMET"; first seq is the logical first seq set by TruncateFront.
+//	Written to a temporary file, synced and renamed over the old one.
 package format

@@ -31,8 +31,8 @@ func (osDurability) syncSegment(s *segment, off, n int64) error {
 	return platform.SyncRange(s.data, s.f, int(off), int(n))
 }
 func (osDurability) syncIndex(x *index.Index) error { return x.Sync() }
-func (osDurability) syncFile(f *os.File) error     { return platform.SyncFile(f) }
-func (osDurability) syncDir(dir string) error      { return platform.SyncDir(dir) }
+func (osDurability) syncFile(f *os.File) error      { return platform.SyncFile(f) }
+func (osDurability) syncDir(dir string) error       { return platform.SyncDir(dir) }
 
 type discardHandler struct{}
 

@@ -15,7 +15,9 @@ type model struct {
 	recs        map[uint64][]byte
 }
 
-func newModel(first uint64) *model { return &model{first: first, next: first, recs: map[uint64][]byte{}} }
+func newModel(first uint64) *model {
+	return &model{first: first, next: first, recs: map[uint64][]byte{}}
+}
 
 func (m *model) append(seq uint64, b []byte) { m.recs[seq] = bytes.Clone(b); m.next = seq + 1 }
 

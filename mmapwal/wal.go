@@ -52,17 +52,17 @@ type WAL struct {
 
 	// Durability: synced is the last seq known durable. A sync failure is
 	// sticky (writeErr): Linux drops the failed pages, so retrying would lie.
-	flushMu  sync.Mutex // held for a whole flush round and by truncation; release with unlockFlush
-	flushCh  atomic.Pointer[chan struct{}] // closed when the current flush round ends
-	shut     atomic.Bool                   // Close made its final flush: no more rounds
+	flushMu sync.Mutex                    // held for a whole flush round and by truncation; release with unlockFlush
+	flushCh atomic.Pointer[chan struct{}] // closed when the current flush round ends
+	shut    atomic.Bool                   // Close made its final flush: no more rounds
 	// durableAppenders counts SyncAlways appends in progress: a flush leader
 	// yields once before syncing only when others could join its group.
 	durableAppenders atomic.Int64
-	synced   atomic.Uint64
-	writeErr atomic.Pointer[error]
-	kick     chan struct{}
-	done     chan struct{}
-	wg       sync.WaitGroup
+	synced           atomic.Uint64
+	writeErr         atomic.Pointer[error]
+	kick             chan struct{}
+	done             chan struct{}
+	wg               sync.WaitGroup
 
 	prep *preparer
 	st   counters

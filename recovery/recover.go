@@ -73,8 +73,8 @@ type Segment struct {
 	// Trusted records were covered by a valid index checkpoint; their index
 	// entries are in the index file. Offsets holds the offsets of records
 	// Trusted..Count-1, found by scanning (with Options.Offsets).
-	Trusted      uint64
-	IndexOK      bool
+	Trusted uint64
+	IndexOK bool
 	// Closed: the segment was last at a clean Close (its checkpoint says so
 	// and nothing follows it). The next writer must clear that durably
 	// before appending (see format.IndexClosed).

@@ -8,11 +8,11 @@ import (
 type Stop int
 
 const (
-	StopZero      Stop = iota // all-zero header: the clean end of the written data
-	StopEnd                   // end of the segment
-	StopBadFrame              // header, size bound or checksum failed
-	StopBadSeq                // a valid frame with the wrong seq
-	StopBadBatch              // batch markers out of order
+	StopZero     Stop = iota // all-zero header: the clean end of the written data
+	StopEnd                  // end of the segment
+	StopBadFrame             // header, size bound or checksum failed
+	StopBadSeq               // a valid frame with the wrong seq
+	StopBadBatch             // batch markers out of order
 )
 
 var stopText = [...]string{
