@@ -166,16 +166,29 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 }
 
 // Reader iterates over records in seq order. It is not safe for concurrent
-// use, but any number of Readers may run beside appenders.
+// use, but any number of Readers may run beside appenders. It reads ahead
+// in runs of up to readAhead bytes; a TruncateBack (or TruncateFront) makes
+// it drop what it read ahead, so it never returns a record the log no
+// longer holds at that seq.
 type Reader struct {
 	w      *WAL
-	next   uint64
+	next   uint64 // seq the next call to Next returns
 	seq    uint64
-	buf    []byte
+	val    []byte
 	err    error
 	closed bool
 	hint   readHint
+
+	buf  []byte // payloads read ahead, back to back
+	ends []int  // ends[i]: end in buf of record runSeq+i
+	i    int    // next record of the run to return
+	gen  uint64 // w.truncGen when the run was read
 }
+
+const (
+	readAhead        = 64 << 10
+	readAheadRecords = 512
+)
 
 // NewReader returns a Reader positioned before record from (0 means
 // FirstSeq). from may be LastSeq()+1: the Reader then waits at the tail, and
@@ -191,7 +204,7 @@ func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if from < first || from > last+1 {
 		return nil, fmt.Errorf("%w: reader from seq %d outside [%d, %d]", ErrNotFound, from, first, last+1)
 	}
-	return &Reader{w: w, next: from, buf: make([]byte, 0, 256)}, nil
+	return &Reader{w: w, next: from}, nil
 }
 
 // Next advances to the next record. It returns false at the end of the log
@@ -202,25 +215,94 @@ func (r *Reader) Next() bool {
 		r.err = ErrClosed
 		return false
 	}
-	if r.err != nil || r.next > r.w.published.Load() {
+	w := r.w
+	if r.err != nil || r.next > w.published.Load() {
 		return false
 	}
+	if r.i >= len(r.ends) || r.gen != w.truncGen.Load() {
+		if !r.fill() {
+			return false
+		}
+	}
+	start := 0
+	if r.i > 0 {
+		start = r.ends[r.i-1]
+	}
+	r.val = r.buf[start:r.ends[r.i]:r.ends[r.i]]
+	r.i++
+	r.seq = r.next
+	r.next++
+	return true
+}
+
+// fill reads the next run of records starting at r.next.
+func (r *Reader) fill() bool {
+	w := r.w
+	r.buf, r.ends, r.i = r.buf[:0], r.ends[:0], 0
+	r.gen = w.truncGen.Load()
+	if w.readRun(r) {
+		return true
+	}
+	// The fast path found nothing it could vouch for: the careful path
+	// reports why (ErrNotFound after truncation, ErrCorrupt, index rebuild).
 	var err error
-	r.buf, err = r.w.read(r.buf[:0], r.next, &r.hint)
+	r.buf, err = w.read(r.buf[:0], r.next, &r.hint)
 	if err != nil {
 		r.err = err
 		return false
 	}
-	r.seq = r.next
-	r.next++
+	r.ends = append(r.ends, len(r.buf))
 	return true
+}
+
+// readRun copies consecutive records from r.next on, within one segment,
+// into r.buf under a single reference and fault guard, checking each
+// frame's seq and CRC. It returns false if it could not read even one.
+func (w *WAL) readRun(r *Reader) bool {
+	seq := r.next
+	first, last := w.first.Load(), w.published.Load()
+	if seq < first || seq > last {
+		return false
+	}
+	s := w.segs.Load().find(seq)
+	if s == nil || !s.acquire() {
+		return false
+	}
+	defer s.release()
+	maxLen := uint64(w.opts.MaxRecordSize)
+	_ = platform.CatchFault(func() {
+		off := int64(-1)
+		if r.hint.seg == s {
+			off = r.hint.off
+		} else if o, ok := s.idx.Get(seq - s.firstSeq); ok {
+			off = o
+		}
+		for n := 0; n < readAheadRecords && seq <= last && (n == 0 || len(r.buf) < readAhead); n++ {
+			h, st := format.CheckFrameHeader(s.data, off, maxLen)
+			if st != format.FrameOK || h.Seq != seq {
+				return
+			}
+			p := off + format.FrameHeaderSize
+			b := len(r.buf)
+			r.buf = append(r.buf, s.data[p:p+int64(h.Length)]...)
+			if format.FrameCRC(s.seed, s.data[off:p], r.buf[b:]) != h.CRC {
+				r.buf = r.buf[:b]
+				return
+			}
+			r.ends = append(r.ends, len(r.buf))
+			off += format.FrameSize(int(h.Length))
+			r.hint.seg, r.hint.off = s, off
+			seq++
+		}
+	})
+	return len(r.ends) > 0
 }
 
 // Seq is the seq of the current record.
 func (r *Reader) Seq() uint64 { return r.seq }
 
 // Value is the current record; valid until the next call to Next.
-func (r *Reader) Value() []byte { return r.buf }
+func (r *Reader) Value() []byte { return r.val }
 
 // Err is the error that stopped Next, if any.
 func (r *Reader) Err() error { return r.err }
@@ -228,7 +310,7 @@ func (r *Reader) Err() error { return r.err }
 // Close releases the Reader. Next then returns false and Err ErrClosed.
 func (r *Reader) Close() error {
 	r.closed = true
-	r.buf = nil
+	r.buf, r.ends, r.val = nil, nil, nil
 	return nil
 }
 
@@ -246,7 +328,7 @@ func (w *WAL) Replay(from uint64, fn func(seq uint64, data []byte) error) error 
 	}
 	defer r.Close()
 	for r.next <= last && r.Next() {
-		if err := fn(r.seq, r.buf); err != nil {
+		if err := fn(r.seq, r.val); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,7 @@ func (w *WAL) TruncateFront(seq uint64) error {
 		}
 	}
 	w.first.Store(seq)
+	w.truncGen.Add(1)
 	return w.retireLocked(drop)
 }
 
@@ -118,6 +119,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// Readers that passed their range check before this point fail their
 	// frame check on zeroed bytes and then see the new range.
 	w.published.Store(seq) // nothing in flight: w.mu held, waited above
+	w.truncGen.Add(1)
 	if ferr := platform.CatchFault(func() { clear(keep.data[off:end]) }); ferr != nil {
 		err := fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, ferr)
 		w.fail(err)

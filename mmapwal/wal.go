@@ -41,6 +41,9 @@ type WAL struct {
 
 	segs  atomic.Pointer[segList]
 	first atomic.Uint64 // logical first seq (= nextSeq when empty)
+	// truncGen changes with every truncation, so Readers drop what they
+	// read ahead (a seq may now hold another record, or none).
+	truncGen atomic.Uint64
 
 	// Publication: records become visible in seq order, once their frame and
 	// index entry are written. published is the last visible seq.
@@ -98,6 +101,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		lk.Unlock()
 		return nil, err
 	}
+	w.warmUp()
 	w.prep = newPreparer(dir, o.SegmentSize, w.log)
 	w.prep.mu.Lock()
 	w.prep.startLocked()
@@ -172,6 +176,42 @@ func (w *WAL) load() error {
 			"scanned_bytes", rep.ScannedBytes, "indexes_rebuilt", w.rec.IndexesRebuilt)
 	}
 	return nil
+}
+
+// warmUp maps the pages of the existing segments and indexes in the
+// background, newest first, so reads after a reopen do not each take a page
+// fault. It holds a reference per segment and stops when one is retired.
+func (w *WAL) warmUp() {
+	segs := w.segs.Load().segs
+	if len(segs) == 0 {
+		return
+	}
+	used := make([]int, len(segs)) // read now: Open has not returned, nothing runs concurrently
+	for i, s := range segs {
+		used[i] = int(s.sealedEnd)
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		for i := len(segs) - 1; i >= 0; i-- {
+			s := segs[i]
+			if !s.acquire() {
+				continue
+			}
+			_ = platform.PrefaultRead(s.idx.Mapping())
+			const chunk = 1 << 20
+			for off := 0; off < used[i] && !s.retiring.Load(); off += chunk {
+				select {
+				case <-w.done:
+					s.release()
+					return
+				default:
+				}
+				_ = platform.PrefaultRead(s.data[off:min(off+chunk, used[i])])
+			}
+			s.release()
+		}
+	}()
 }
 
 // loadIndex opens the segment's index, or rebuilds it when recovery found

@@ -30,6 +30,7 @@ type osOps interface {
 	syncDir(dir string) error
 	lock(f *os.File) error
 	prefault(m []byte) error
+	prefaultRead(m []byte) error
 	openFile(path string, flag int, perm os.FileMode) (*os.File, error)
 }
 
@@ -135,6 +136,16 @@ func Prefault(m []byte) error {
 		return nil
 	}
 	return impl.prefault(m)
+}
+
+// PrefaultRead asks the kernel to map m's pages (already in the page cache,
+// or read them) now, so that later reads take no page fault. Contents are
+// unchanged; unsupported systems do nothing.
+func PrefaultRead(m []byte) error {
+	if len(m) == 0 {
+		return nil
+	}
+	return impl.prefaultRead(m)
 }
 
 // Lock is an exclusive lock on a file, held until Unlock.

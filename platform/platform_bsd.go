@@ -30,3 +30,5 @@ func (unixOps) syncDir(dir string) error { return fsyncDir(dir) }
 func (unixOps) lock(f *os.File) error { return flock(f) }
 
 func (unixOps) prefault([]byte) error { return nil }
+
+func (unixOps) prefaultRead([]byte) error { return nil }

@@ -35,6 +35,14 @@ func (linuxOps) syncDir(dir string) error { return fsyncDir(dir) }
 
 func (linuxOps) lock(f *os.File) error { return flock(f) }
 
+func (linuxOps) prefaultRead(m []byte) error {
+	err := unix.Madvise(m, unix.MADV_POPULATE_READ)
+	if errors.Is(err, unix.EINVAL) {
+		return unix.Madvise(m, unix.MADV_WILLNEED) // older kernel: read-ahead only
+	}
+	return err
+}
+
 func (linuxOps) prefault(m []byte) error {
 	err := unix.Madvise(m, unix.MADV_POPULATE_WRITE)
 	if errors.Is(err, unix.EINVAL) {

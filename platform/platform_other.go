@@ -27,3 +27,5 @@ func (otherOps) syncDir(string) error { return nil }
 func (otherOps) lock(*os.File) error { return nil }
 
 func (otherOps) prefault([]byte) error { return nil }
+
+func (otherOps) prefaultRead([]byte) error { return nil }

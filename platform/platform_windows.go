@@ -81,3 +81,5 @@ func (windowsOps) lock(f *os.File) error {
 }
 
 func (windowsOps) prefault([]byte) error { return nil }
+
+func (windowsOps) prefaultRead([]byte) error { return nil }
