@@ -125,6 +125,11 @@ func (w *WAL) load() error {
 	}
 	list := &segList{}
 	var scanned []*segment
+	next := rep.NextSeq
+	if next == 0 {
+		next = w.opts.FirstSeq
+	}
+	synced := next - 1
 	for _, rs := range rep.Segments {
 		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, rs.Size)
 		if err != nil {
@@ -135,17 +140,23 @@ func (w *WAL) load() error {
 		if err := w.loadIndex(s, rs); err != nil {
 			return err
 		}
-		s.syncedOff, s.named = rs.End, true
 		s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
+		// A trusted checkpoint proves its records (and, by the flusher's
+		// order, the segment's header and name) durable. Records found by
+		// scanning may exist only in the page cache after a process crash:
+		// they are not counted durable until the flusher syncs them.
+		s.syncedOff, s.named = rs.End, true
 		if rs.Trusted < rs.Count {
 			scanned = append(scanned, s)
+			s.syncedOff = rs.TrustedEnd
+			if rs.Trusted == 0 {
+				s.syncedOff, s.named = 0, false
+			}
+			synced = min(synced, rs.FirstSeq+rs.Trusted-1)
 		}
 	}
 	w.segs.Store(list)
-	next := rep.NextSeq
-	if next == 0 {
-		next = w.opts.FirstSeq
-	}
+	w.dirty = scanned
 	w.nextSeq = next
 	w.published.Store(next - 1)
 	first := next
@@ -154,23 +165,13 @@ func (w *WAL) load() error {
 		last := list.segs[len(list.segs)-1]
 		last.sealed = false
 		w.active, w.writeOff = last, rep.Segments[len(rep.Segments)-1].End
-		w.dirty = []*segment{last} // the active segment is always dirty until synced
+		if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != last {
+			w.dirty = append(w.dirty, last) // the active segment is always dirty until synced
+		}
 		last.closedOnDisk = rep.Segments[len(rep.Segments)-1].Closed
 	}
 	w.first.Store(first)
-	// Records found by scanning may exist only in the page cache (after a
-	// process crash): sync them so every durable-seq hint written from now on
-	// is true, then checkpoint.
-	for _, s := range scanned {
-		if err := w.dur.syncSegment(s, 0, s.sealedEnd); err != nil {
-			return err
-		}
-		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd, 0)
-		if err := w.dur.syncIndex(s.idx); err != nil {
-			return err
-		}
-	}
-	w.synced.Store(next - 1)
+	w.synced.Store(synced) // durable-seq hints written from now on stay true
 	if len(scanned) > 0 || w.rec.IndexesRebuilt > 0 {
 		w.log.Info("mmapwal: recovered", "dir", w.dir, "segments", len(list.segs), "next_seq", next,
 			"scanned_bytes", rep.ScannedBytes, "indexes_rebuilt", w.rec.IndexesRebuilt)

@@ -35,6 +35,7 @@
 package recovery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,8 +74,9 @@ type Segment struct {
 	// Trusted records were covered by a valid index checkpoint; their index
 	// entries are in the index file. Offsets holds the offsets of records
 	// Trusted..Count-1, found by scanning (with Options.Offsets).
-	Trusted uint64
-	IndexOK bool
+	Trusted    uint64
+	TrustedEnd int64 // offset just after record Trusted-1 (the header's end if none)
+	IndexOK    bool
 	// Closed: the segment was last at a clean Close (its checkpoint says so
 	// and nothing follows it). The next writer must clear that durably
 	// before appending (see format.IndexClosed).
@@ -491,11 +493,14 @@ func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint
 	} else {
 		seg.IndexOK = true // valid, but Full asked for a rescan
 	}
-	seg.Trusted = count
+	seg.Trusted, seg.TrustedEnd = count, start
 	if ok && last && ck.flags&format.IndexTruncating != 0 {
 		// TruncateBack had durably decided the end; complete it.
 		seg.Count, seg.End = ck.count, ck.end
 		return ScanResult{End: ck.end, Next: seg.FirstSeq + ck.count, Stop: StopZero, StopAt: ck.end}, true, nil
+	}
+	if rest := data[start:]; len(rest) > 1<<20 && !isZeroPage(rest) {
+		_ = platform.PrefaultRead(rest) // one call instead of a fault per page
 	}
 	r := Scan(data, seed, start, seg.FirstSeq+count, maxLen, o.Offsets)
 	seg.Closed = ok && last && !o.Full && ck.flags&format.IndexClosed != 0 && r.Stop == StopZero && r.End == ck.end
@@ -504,7 +509,7 @@ func recoverSegment(seg *Segment, data []byte, last bool, o Options, maxLen uint
 	seg.Offsets = r.Offsets
 	seg.ScannedBytes = max(r.StopAt-start, 0)
 	if o.Full {
-		seg.Trusted = 0
+		seg.Trusted, seg.TrustedEnd = 0, format.SegmentHeaderSize
 	}
 	return r, false, nil
 }
@@ -555,6 +560,12 @@ func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64
 		}
 	}
 	return ckpt{ih.Count, end, ih.Flags}, true
+}
+
+// isZeroPage reports whether the first bytes of b (a frame header's worth)
+// are zero: then the scan ends at once and prefaulting would only map zeros.
+func isZeroPage(b []byte) bool {
+	return bytes.Equal(b[:format.FrameHeaderSize], zeroChunk[:format.FrameHeaderSize])
 }
 
 func readIndexHeader(path string) (format.IndexHeader, error) {

@@ -313,3 +313,15 @@ func TestScanAndFindProof(t *testing.T) {
 	assert.Equal(t, offs[4], proof, "seq 14 was written when 13 was durable: 13 had been synced")
 	assert.Equal(t, 6, valid)
 }
+
+func TestLastNonZero(t *testing.T) {
+	b := make([]byte, 200<<10)
+	assert.Equal(t, int64(10), lastNonZero(b, 10))
+	for _, pos := range []int{10, 65535, 65536, 131071, 200<<10 - 1} {
+		clear(b)
+		b[pos] = 1
+		assert.Equal(t, int64(pos+1), lastNonZero(b, 0), "non-zero at %d", pos)
+		assert.Equal(t, int64(pos+1), lastNonZero(b, int64(pos)))
+		assert.Equal(t, int64(pos+1), lastNonZero(b, int64(pos+1)), "from just after it")
+	}
+}
