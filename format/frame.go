@@ -47,8 +47,8 @@ func EncodeFrame(dst []byte, seed uint32, kind byte, seq, durable uint64, payloa
 	putHeaderFields(dst, kind, uint64(len(payload)), seq, durable)
 	end := FrameHeaderSize + copy(dst[FrameHeaderSize:], payload)
 	clear(dst[end:])
-	crc := UpdateCRC(UpdateCRC(seed, dst[4:FrameHeaderSize]), payload)
-	binary.LittleEndian.PutUint32(dst[:4], crc)
+	// Header fields and payload are contiguous in dst: one CRC pass.
+	binary.LittleEndian.PutUint32(dst[:4], UpdateCRC(seed, dst[4:end]))
 	return n
 }
 
