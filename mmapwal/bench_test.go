@@ -2,6 +2,7 @@ package mmapwal
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -32,17 +33,24 @@ func BenchmarkAppend(b *testing.B) {
 					w := benchOpen(b, p)
 					data := make([]byte, size)
 					b.SetBytes(int64(size))
-					b.SetParallelism(g) // g × GOMAXPROCS goroutines
 					b.ReportAllocs()
 					b.ResetTimer()
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if _, err := w.Append(data); err != nil {
-								b.Error(err)
-								return
+					// Exactly g appenders share b.N appends.
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					for range g {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for next.Add(1) <= int64(b.N) {
+								if _, err := w.Append(data); err != nil {
+									b.Error(err)
+									return
+								}
 							}
-						}
-					})
+						}()
+					}
+					wg.Wait()
 					b.StopTimer()
 					st := w.Stats()
 					if st.Syncs > 0 {
