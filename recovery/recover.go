@@ -111,6 +111,49 @@ type segFile struct {
 	path string
 }
 
+// dirListing is what a WAL directory holds, as recovery sees it.
+type dirListing struct {
+	segs       []segFile // in seq order, from the first not wholly before metaFirst
+	beforeMeta []segFile // segments wholly before metaFirst (an interrupted TruncateFront)
+	temps      []string
+	metaFirst  uint64 // logical first seq from wal.meta (0 if none)
+	metaErr    error  // a damaged wal.meta (*format.CorruptError)
+}
+
+func listDir(dir string) (dirListing, error) {
+	var l dirListing
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return l, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case format.IsTemp(name):
+			l.temps = append(l.temps, filepath.Join(dir, name))
+		case name == format.MetaName:
+			p := filepath.Join(dir, name)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return l, err
+			}
+			if l.metaFirst, err = format.DecodeMeta(b); err != nil {
+				l.metaErr = &format.CorruptError{File: p, Offset: 0, Reason: err.Error()}
+			}
+		default:
+			if s, ok := format.ParseSegmentName(name); ok && e.Type().IsRegular() {
+				l.segs = append(l.segs, segFile{s, filepath.Join(dir, name)})
+			}
+		}
+	}
+	slices.SortFunc(l.segs, func(a, b segFile) int { return cmpU64(a.seq, b.seq) })
+	for len(l.segs) > 1 && l.metaFirst != 0 && l.segs[1].seq <= l.metaFirst {
+		l.beforeMeta = append(l.beforeMeta, l.segs[0])
+		l.segs = l.segs[1:]
+	}
+	return l, nil
+}
+
 // Recover brings dir to the state of its valid log (see the package rules)
 // and reports it. With Options.ReadOnly it only reports. An error wrapping
 // format.ErrCorrupt (a *format.CorruptError) means damage that cannot be a
@@ -128,45 +171,19 @@ func Recover(dir string, opts *Options) (*Report, error) {
 		log = slog.New(discard{})
 	}
 	rep := &Report{Dir: dir}
-	entries, err := os.ReadDir(dir)
+	l, err := listDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var segs []segFile
-	var temps []string
-	hasMeta := false
-	for _, e := range entries {
-		name := e.Name()
-		switch {
-		case format.IsTemp(name):
-			temps = append(temps, filepath.Join(dir, name))
-		case name == format.MetaName:
-			hasMeta = true
-		default:
-			if s, ok := format.ParseSegmentName(name); ok && e.Type().IsRegular() {
-				segs = append(segs, segFile{s, filepath.Join(dir, name)})
-			}
-		}
+	if l.metaErr != nil {
+		return nil, l.metaErr
 	}
-	slices.SortFunc(segs, func(a, b segFile) int { return cmpU64(a.seq, b.seq) })
-	if hasMeta {
-		p := filepath.Join(dir, format.MetaName)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		first, err := format.DecodeMeta(b)
-		if err != nil {
-			return nil, &format.CorruptError{File: p, Offset: 0, Reason: err.Error()}
-		}
-		rep.MetaFirst = first
-	}
-
+	segs, temps := l.segs, l.temps
+	rep.MetaFirst = l.metaFirst
 	// Rule 6: whole segments before the logical first seq go.
 	var drop []string
-	for len(segs) > 1 && rep.MetaFirst != 0 && segs[1].seq <= rep.MetaFirst {
-		drop = append(drop, segs[0].path, indexPath(segs[0].path))
-		segs = segs[1:]
+	for _, s := range l.beforeMeta {
+		drop = append(drop, s.path, indexPath(s.path))
 	}
 
 	maxLen := uint64(o.MaxRecordSize)

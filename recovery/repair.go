@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -71,27 +70,13 @@ func Repair(dir string, opts *Options) (*RepairReport, error) {
 	defer lk.Unlock()
 
 	rep := &RepairReport{Dir: dir, MovedAside: map[string]string{}}
-	entries, err := os.ReadDir(dir)
+	// A bad meta file, and segments wholly before the logical first seq,
+	// are Recover's to report and remove.
+	l, err := listDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var segs []segFile
-	var metaFirst uint64
-	for _, e := range entries {
-		if s, ok := format.ParseSegmentName(e.Name()); ok && e.Type().IsRegular() {
-			segs = append(segs, segFile{s, filepath.Join(dir, e.Name())})
-		}
-		if e.Name() == format.MetaName {
-			if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
-				metaFirst, _ = format.DecodeMeta(b) // a bad meta is Recover's to report
-			}
-		}
-	}
-	slices.SortFunc(segs, func(a, b segFile) int { return cmpU64(a.seq, b.seq) })
-	// Segments wholly before the logical first seq are Recover's to remove.
-	for len(segs) > 1 && metaFirst != 0 && segs[1].seq <= metaFirst {
-		segs = segs[1:]
-	}
+	segs := l.segs
 
 	var d *repairDamage
 	for i, sf := range segs {
