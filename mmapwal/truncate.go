@@ -60,9 +60,10 @@ func (w *WAL) TruncateFront(seq uint64) error {
 
 // TruncateBack drops every record after seq; the next Append gets seq+1.
 // seq < FirstSeq-1 is an error (ErrNotFound); seq >= LastSeq does nothing.
-// Later segments are deleted first (newest first), then the tail of the
-// segment holding seq+1 is zeroed and synced; a crash in between leaves
-// either the old log or a prefix of it, never a gap.
+// Later segments are deleted first (newest first), then the records kept
+// are synced, a "truncating" checkpoint is made durable, and the tail is
+// zeroed and synced; a crash at any point leaves the old log, a prefix of
+// it, or the truncated log — never a gap or a stale record.
 func (w *WAL) TruncateBack(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
@@ -90,12 +91,17 @@ func (w *WAL) TruncateBack(seq uint64) error {
 			drop[s] = true
 		}
 	}
-	if err := w.retireLocked(drop); err != nil {
-		return err
-	}
 	off, ok := keep.idx.Get(seq + 1 - keep.firstSeq)
 	if !ok || off < format.SegmentHeaderSize {
 		return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no index entry for truncation point"}
+	}
+	// From here on the log changes: readers see the new end first, and a
+	// failure leaves the WAL failed (reopen recovers a consistent state).
+	w.published.Store(seq) // nothing in flight: w.mu held, waited above
+	w.truncGen.Add(1)
+	if err := w.retireLocked(drop); err != nil {
+		w.fail(err)
+		return err
 	}
 	end := keep.sealedEnd
 	if keep == w.active {
@@ -114,12 +120,12 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	keep.idx.Checkpoint(count, off, format.IndexTruncating)
 	if err := w.dur.syncIndex(keep.idx); err != nil {
-		return fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err) // nothing changed yet
+		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
+		w.fail(err)
+		return err
 	}
-	// Readers that passed their range check before this point fail their
-	// frame check on zeroed bytes and then see the new range.
-	w.published.Store(seq) // nothing in flight: w.mu held, waited above
-	w.truncGen.Add(1)
+	// Readers that passed their range check before the new end was
+	// published fail their frame check on zeroed bytes and see the new range.
 	if ferr := platform.CatchFault(func() { clear(keep.data[off:end]) }); ferr != nil {
 		err := fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, ferr)
 		w.fail(err)
