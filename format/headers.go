@@ -87,20 +87,21 @@ const IndexClosed = 1
 // the truncation: everything after EndOffset is discarded, whatever it holds.
 const IndexTruncating = 2
 
-// Encode writes the header into b[:IndexHeaderSize].
+// Encode writes the header into b[:IndexHeaderSize], in place (a local
+// array would escape to the heap through hash/crc32: this runs once per
+// flush). A header torn by a crash fails its CRC, and the index is rebuilt.
 func (h IndexHeader) Encode(b []byte) {
 	b = b[:IndexHeaderSize]
-	var tmp [IndexHeaderSize]byte
-	copy(tmp[:], indexMagic)
-	binary.LittleEndian.PutUint32(tmp[8:], Version)
-	binary.LittleEndian.PutUint32(tmp[12:], IndexEntrySize)
-	binary.LittleEndian.PutUint64(tmp[16:], h.SegmentID)
-	binary.LittleEndian.PutUint64(tmp[24:], h.FirstSeq)
-	binary.LittleEndian.PutUint64(tmp[32:], h.Count)
-	binary.LittleEndian.PutUint64(tmp[40:], h.EndOffset)
-	binary.LittleEndian.PutUint32(tmp[48:], h.Flags)
-	binary.LittleEndian.PutUint32(tmp[60:], CRC(tmp[:60]))
-	copy(b, tmp[:]) // one copy, so a concurrent process crash sees old or new per cache line
+	copy(b, indexMagic)
+	binary.LittleEndian.PutUint32(b[8:], Version)
+	binary.LittleEndian.PutUint32(b[12:], IndexEntrySize)
+	binary.LittleEndian.PutUint64(b[16:], h.SegmentID)
+	binary.LittleEndian.PutUint64(b[24:], h.FirstSeq)
+	binary.LittleEndian.PutUint64(b[32:], h.Count)
+	binary.LittleEndian.PutUint64(b[40:], h.EndOffset)
+	binary.LittleEndian.PutUint32(b[48:], h.Flags)
+	clear(b[52:60])
+	binary.LittleEndian.PutUint32(b[60:], CRC(b[:60]))
 }
 
 // DecodeIndexHeader checks and decodes an index header.

@@ -81,8 +81,19 @@ func (w *WAL) lockFlush() { w.flushMu.Lock() }
 // channel wakes every follower without a lock convoy.
 func (w *WAL) unlockFlush() {
 	w.flushMu.Unlock()
-	next := make(chan struct{})
-	close(*w.flushCh.Swap(&next))
+	next := make(chan struct{}) // the one allocation of a flush round, shared by its group
+	w.roundMu.Lock()
+	ended := w.roundEnd
+	w.roundEnd = next
+	w.roundMu.Unlock()
+	close(ended)
+}
+
+// currentRound is the channel closed when the current flush round ends.
+func (w *WAL) currentRound() chan struct{} {
+	w.roundMu.Lock()
+	defer w.roundMu.Unlock()
+	return w.roundEnd
 }
 
 // flushLocked is flush with flushMu held.
@@ -97,7 +108,7 @@ func (w *WAL) flushLocked(final bool) error {
 	tseg, tend := w.endOf(target)
 
 	w.mu.Lock()
-	work := make([]dirtySeg, 0, len(w.dirty)+1)
+	work := w.flushWork[:0] // owned by the flushMu holder
 	inDirty := false
 	for _, s := range w.dirty {
 		work = append(work, dirtySeg{s, s.sealed, s.sealedEnd, s.sealedLast})
@@ -112,6 +123,7 @@ func (w *WAL) flushLocked(final bool) error {
 		work = append(work, dirtySeg{tseg, tseg.sealed, tseg.sealedEnd, tseg.sealedLast})
 	}
 	w.mu.Unlock()
+	w.flushWork = work[:0]
 
 	// Segments before the target's are sealed and fully published; those
 	// after it hold nothing published yet.
@@ -263,12 +275,13 @@ func (w *WAL) waitDurable(seq uint64) error {
 		if w.shut.Load() {
 			return ErrClosed
 		}
-		roundEnd := *w.flushCh.Load()
+		roundEnd := w.currentRound()
 		if w.flushMu.TryLock() {
-			if w.durableAppenders.Load() > 1 {
-				// Other appenders are between reserving and waiting: let
-				// them publish first so this flush covers them too (larger
-				// groups, fewer syncs). Alone, the leader syncs at once.
+			// Appenders inside Append that are not waiting yet (woken by
+			// the last round, or between reserving and waiting) would
+			// miss this round and lead a tiny next one: let them catch up
+			// first (a few yields at most). Alone, the leader syncs at once.
+			for i := 0; i < 4 && w.durableAppenders.Load()-w.syncWaiters.Load() > 1; i++ {
 				runtime.Gosched()
 			}
 			err := w.flushLocked(false)
@@ -278,7 +291,9 @@ func (w *WAL) waitDurable(seq uint64) error {
 			}
 			continue
 		}
+		w.syncWaiters.Add(1)
 		<-roundEnd
+		w.syncWaiters.Add(-1)
 	}
 }
 

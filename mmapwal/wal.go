@@ -55,12 +55,15 @@ type WAL struct {
 
 	// Durability: synced is the last seq known durable. A sync failure is
 	// sticky (writeErr): Linux drops the failed pages, so retrying would lie.
-	flushMu sync.Mutex                    // held for a whole flush round and by truncation; release with unlockFlush
-	flushCh atomic.Pointer[chan struct{}] // closed when the current flush round ends
-	shut    atomic.Bool                   // Close made its final flush: no more rounds
+	flushMu   sync.Mutex // held for a whole flush round and by truncation; release with unlockFlush
+	flushWork []dirtySeg // guarded by flushMu: reused by every round
+	roundMu   sync.Mutex
+	roundEnd  chan struct{} // guarded by roundMu: closed when the current flush round ends
+	shut      atomic.Bool   // Close made its final flush: no more rounds
 	// durableAppenders counts SyncAlways appends in progress: a flush leader
 	// yields once before syncing only when others could join its group.
 	durableAppenders atomic.Int64
+	syncWaiters      atomic.Int64 // appenders waiting for a flush round to end
 	synced           atomic.Uint64
 	writeErr         atomic.Pointer[error]
 	kick             chan struct{}
@@ -94,8 +97,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 	w := &WAL{dir: dir, opts: o, log: o.Logger, dur: o.hooks, lock: lk,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64]uint64{}}
 	w.pubCond.L = &w.pubMu
-	ch := make(chan struct{})
-	w.flushCh.Store(&ch)
+	w.roundEnd = make(chan struct{})
 	if err := w.load(); err != nil {
 		w.unmapAll()
 		lk.Unlock()
