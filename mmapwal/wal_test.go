@@ -1,8 +1,10 @@
 package mmapwal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -810,4 +812,38 @@ func TestCloseLeavesOnlyLogFiles(t *testing.T) {
 		assert.Contains(t, []string{format.LockName}, n, "no prepared or temporary file left behind")
 	}
 	assert.Positive(t, segs)
+}
+
+func TestRecoveryIsLoggedAndInStats(t *testing.T) {
+	dir := t.TempDir()
+	o := smallOpts(SyncAlways)
+	w := mustOpen(t, dir, o)
+	for i := 0; i < 10; i++ {
+		_, err := w.Append(rec(uint64(i+1), 100))
+		require.NoError(t, err)
+	}
+	end := w.writeOff
+	seg := w.active.path
+	require.NoError(t, w.Close())
+	// A torn record after the last one, as a crash mid-append leaves it.
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{0xde, 0xad, 0xbe, 0xef, 1, 0, 0, 0, 50}, end)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, format.IndexName(1)))) // and a lost index
+
+	var logs bytes.Buffer
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	w = mustOpen(t, dir, o)
+	defer w.Close()
+	st := w.Stats().Recovery
+	assert.Equal(t, seg, st.TornFile)
+	assert.Equal(t, end, st.TornOffset)
+	assert.Positive(t, st.BytesTruncated)
+	assert.Equal(t, 1, st.IndexesRebuilt)
+	assert.Positive(t, st.ScannedBytes)
+	assert.Contains(t, logs.String(), "cut torn tail")
+	assert.Contains(t, logs.String(), "mmapwal: recovered")
+	assert.Equal(t, uint64(10), w.LastSeq())
 }
