@@ -539,7 +539,9 @@ type ckpt struct {
 
 // checkpoint reads the segment's index header and accepts its checkpoint if
 // it matches the segment. For the last segment, where appends continue,
-// the frame of the last checkpointed record is also checked.
+// the frame of the last checkpointed record is also checked — unless the
+// checkpoint says the log was closed cleanly (written by Close after its
+// final sync), so that a clean reopen reads no record frame at all.
 func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64) (ckpt, bool) {
 	f, err := os.Open(seg.IndexPath)
 	if err != nil {
@@ -565,7 +567,7 @@ func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64
 		(ih.Count == 0) != (end == format.SegmentHeaderSize) {
 		return ckpt{}, false
 	}
-	if last && ih.Count > 0 {
+	if last && ih.Count > 0 && ih.Flags&format.IndexClosed == 0 {
 		var eb [4]byte
 		if _, err := f.ReadAt(eb[:], format.IndexHeaderSize+int64(ih.Count-1)*format.IndexEntrySize); err != nil {
 			return ckpt{}, false
