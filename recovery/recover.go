@@ -567,7 +567,7 @@ func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64
 		(ih.Count == 0) != (end == format.SegmentHeaderSize) {
 		return ckpt{}, false
 	}
-	if last && ih.Count > 0 && ih.Flags&format.IndexClosed == 0 {
+	if last && ih.Count > 0 {
 		var eb [4]byte
 		if _, err := f.ReadAt(eb[:], format.IndexHeaderSize+int64(ih.Count-1)*format.IndexEntrySize); err != nil {
 			return ckpt{}, false
