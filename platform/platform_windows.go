@@ -19,15 +19,26 @@ var impl osOps = windowsOps{}
 
 // openFile opens with FILE_SHARE_DELETE (Go's os.OpenFile does not), so that
 // prepared segments can be renamed while open. Segments are still unmapped
-// and closed before they are truncated or deleted.
+// and closed before they are truncated or deleted. The other flags follow
+// os.OpenFile: O_APPEND opens for appending, O_SYNC writes through, and a
+// file created with a perm lacking the owner-write bit is read-only. The
+// handle is not inherited by child processes (like O_CLOEXEC).
 func (windowsOps) openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 	p, err := windows.UTF16PtrFromString(path)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	access := uint32(windows.GENERIC_READ)
-	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
+	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0 {
 		access |= windows.GENERIC_WRITE
+	}
+	if flag&os.O_APPEND != 0 {
+		// As syscall.Open: without FILE_WRITE_DATA every write appends.
+		if flag&os.O_TRUNC == 0 {
+			access &^= windows.GENERIC_WRITE
+		}
+		access |= windows.FILE_APPEND_DATA | windows.FILE_WRITE_ATTRIBUTES | windows.FILE_WRITE_EA |
+			windows.STANDARD_RIGHTS_WRITE | windows.SYNCHRONIZE
 	}
 	disp := uint32(windows.OPEN_EXISTING)
 	switch {
@@ -40,8 +51,17 @@ func (windowsOps) openFile(path string, flag int, perm os.FileMode) (*os.File, e
 	case flag&os.O_TRUNC != 0:
 		disp = windows.TRUNCATE_EXISTING
 	}
+	attrs := uint32(windows.FILE_ATTRIBUTE_NORMAL)
+	if perm&0o200 == 0 && (disp == windows.CREATE_NEW || disp == windows.OPEN_ALWAYS) {
+		// Applies only when the file is created; CREATE_ALWAYS would also
+		// make an existing file read-only (go.dev/issue/38225), so not there.
+		attrs = windows.FILE_ATTRIBUTE_READONLY
+	}
+	if flag&os.O_SYNC != 0 {
+		attrs |= windows.FILE_FLAG_WRITE_THROUGH
+	}
 	share := uint32(windows.FILE_SHARE_READ | windows.FILE_SHARE_WRITE | windows.FILE_SHARE_DELETE)
-	h, err := windows.CreateFile(p, access, share, nil, disp, windows.FILE_ATTRIBUTE_NORMAL, 0)
+	h, err := windows.CreateFile(p, access, share, nil, disp, attrs, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
