@@ -4,7 +4,7 @@ MODULES := . $(shell find . -mindepth 2 -name go.mod -not -path './testdata/*' -
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: test demo lint bench bench-compare crash fuzz
+.PHONY: test demo lint bench bench-compare crash fuzz windows-smoke
 
 ## test: race tests of every module (short crash loop and power-loss trials included)
 test:
@@ -41,3 +41,7 @@ fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./format/ | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./recovery/ | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./recovery/ || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./index/ | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./index/ || exit 1; done
+
+## windows-smoke: the test suites as Windows binaries under Wine (installs wine64 and mingw if missing)
+windows-smoke:
+	bash scripts/windows-smoke.sh

@@ -142,13 +142,16 @@ func (x *Index) Checkpoint(count uint64, end int64, flags uint32) {
 
 // Sync makes entries and checkpoint durable.
 func (x *Index) Sync() error {
-	return platform.SyncRange(x.m, x.f, 0, len(x.m))
+	if err := platform.SyncRange(x.m, x.f, 0, len(x.m)); err != nil {
+		return fmt.Errorf("index %s: %w", x.path, err)
+	}
+	return nil
 }
 
 // Close unmaps and closes the file without syncing.
 func (x *Index) Close() error {
 	if x == nil || x.f == nil {
-		return nil
+		return nil // never opened, closed, or lost in a failed Rename
 	}
 	err := platform.Unmap(x.m)
 	if cerr := x.f.Close(); err == nil {
@@ -167,10 +170,12 @@ func (x *Index) Init(segID, firstSeq uint64) {
 
 // Rename moves the index file; the mapping stays valid.
 func (x *Index) Rename(path string) error {
-	if err := os.Rename(x.path, path); err != nil {
+	f, m, err := platform.RenameMapped(x.f, x.m, path)
+	if err != nil {
+		x.f, x.m = nil, nil // RenameMapped closed and unmapped it
 		return err
 	}
-	x.path = path
+	x.f, x.m, x.path = f, m, path
 	return nil
 }
 

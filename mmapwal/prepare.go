@@ -3,6 +3,7 @@ package mmapwal
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mmapwal/wal/platform"
 )
@@ -45,10 +46,14 @@ func (p *preparer) startLocked() {
 		p.mu.Lock()
 		p.busy = false
 		handed := false
+		var data, idxMap []byte
 		if err == nil {
 			if p.closed {
 				s.discard()
 			} else {
+				// The prefault works on copies of the slices: activation may
+				// replace s.data (RenameMapped on Windows).
+				data, idxMap = s.data, s.idx.Mapping()
 				p.ready, handed = s, s.acquire()
 			}
 		}
@@ -57,7 +62,7 @@ func (p *preparer) startLocked() {
 		if handed {
 			// Ready as soon as it is mapped: the prefault runs on, ahead of
 			// the appenders that may already be writing at its start.
-			prefault(s)
+			prefault(data, idxMap, &s.retiring)
 			s.release()
 		}
 	}()
@@ -88,15 +93,15 @@ func (p *preparer) take(size int64) (*segment, error) {
 	return s, nil
 }
 
-// prefault faults the segment's pages in, front to back, in chunks, so that
-// first-touch page faults happen here and not on the append path. It stops
-// early once the segment is being retired. Best effort. REQUIRES: a
-// reference on s.
-func prefault(s *segment) {
+// prefault faults a prepared segment's pages in, front to back, in chunks,
+// so that first-touch page faults happen here and not on the append path.
+// It stops early once the segment is being retired. Best effort (and a
+// no-op where the hint does not exist). REQUIRES: a reference on the segment.
+func prefault(data, idxMap []byte, retiring *atomic.Bool) {
 	const chunk = 1 << 20
-	_ = platform.Prefault(s.idx.Mapping())
-	for off := 0; off < len(s.data) && !s.retiring.Load(); off += chunk {
-		_ = platform.Prefault(s.data[off:min(off+chunk, len(s.data))])
+	_ = platform.Prefault(idxMap)
+	for off := 0; off < len(data) && !retiring.Load(); off += chunk {
+		_ = platform.Prefault(data[off:min(off+chunk, len(data))])
 	}
 }
 

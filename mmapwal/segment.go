@@ -193,18 +193,26 @@ func (s *segment) activate(dir string, firstSeq uint64) error {
 	format.SegmentHeader{FirstSeq: firstSeq, ID: s.id}.Encode(s.data)
 	s.idx.Init(s.id, firstSeq)
 	final := filepath.Join(dir, format.SegmentName(firstSeq))
-	if err := os.Rename(s.path, final); err != nil {
+	// On Windows this unmaps, renames and maps again: s is not in the
+	// segment list yet, and the preparer's prefault works on its own copy
+	// of the slices, so nothing else can be touching s.f or s.data.
+	f, data, err := platform.RenameMapped(s.f, s.data, final)
+	if err != nil {
+		s.f, s.data = nil, nil // closed and unmapped by RenameMapped
 		return err
 	}
-	s.path = final
+	s.f, s.data, s.path = f, data, final
 	return s.idx.Rename(filepath.Join(dir, format.IndexName(firstSeq)))
 }
 
-// discard unmaps and deletes a prepared segment that was never activated.
+// discard unmaps and deletes a prepared segment that was never activated
+// (or whose activation failed part-way).
 func (s *segment) discard() {
 	s.retire()
 	platform.Unmap(s.data)
-	s.f.Close()
+	if s.f != nil {
+		s.f.Close()
+	}
 	os.Remove(s.path)
 	s.idx.Remove()
 }

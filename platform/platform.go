@@ -29,6 +29,8 @@ type osOps interface {
 	syncFile(f *os.File) error
 	syncDir(dir string) error
 	lock(f *os.File) error
+	unlock(f *os.File) error
+	renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error)
 	prefault(m []byte) error
 	prefaultRead(m []byte) error
 	openFile(path string, flag int, perm os.FileMode) (*os.File, error)
@@ -105,9 +107,34 @@ func SyncRange(m []byte, f *os.File, off, n int) error {
 		return fmt.Errorf("sync %s: range [%d,%d) outside mapping of %d bytes", f.Name(), off, off+n, len(m))
 	}
 	if err := impl.syncRange(m, f, off, n); err != nil {
-		return fmt.Errorf("sync %s [%d,%d): %w", f.Name(), off, off+n, err)
+		// No file name here: f.Name() is stale after RenameMapped on Unix.
+		// Callers name the file.
+		return fmt.Errorf("sync [%d,%d): %w", off, off+n, err)
 	}
 	return nil
+}
+
+// RenameMapped renames the file f, mapped as m, to path to, and returns the
+// file and mapping to use from now on. On Unix it is a plain rename and both
+// stay valid. On Windows a mapped file is not renamed: it is unmapped,
+// closed, renamed, reopened and mapped again. On failure the file is closed
+// and unmapped, and both returned values are nil.
+func RenameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	nf, nm, err := impl.renameMapped(f, m, to)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rename %s to %s: %w", f.Name(), to, err)
+	}
+	return nf, nm, nil
+}
+
+// renameInPlace is RenameMapped where a mapped file may be renamed.
+func renameInPlace(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	if err := os.Rename(f.Name(), to); err != nil {
+		Unmap(m)
+		f.Close()
+		return nil, nil, err
+	}
+	return f, m, nil
 }
 
 // SyncFile makes the written contents of f durable (fdatasync where it exists).
@@ -169,12 +196,16 @@ func LockFile(path string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Unlock releases the lock; closing the file releases it on every OS.
+// Unlock releases the lock explicitly (Windows releases a LockFileEx lock
+// on close only "when resources allow"), then closes the file.
 func (l *Lock) Unlock() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	err := l.f.Close()
+	err := impl.unlock(l.f)
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
 	l.f = nil
 	return err
 }

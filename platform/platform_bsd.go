@@ -29,6 +29,12 @@ func (unixOps) syncDir(dir string) error { return fsyncDir(dir) }
 
 func (unixOps) lock(f *os.File) error { return flock(f) }
 
+func (unixOps) unlock(f *os.File) error { return funlock(f) }
+
+func (unixOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	return renameInPlace(f, m, to)
+}
+
 func (unixOps) prefault([]byte) error { return nil }
 
 func (unixOps) prefaultRead([]byte) error { return nil }

@@ -35,6 +35,12 @@ func (linuxOps) syncDir(dir string) error { return fsyncDir(dir) }
 
 func (linuxOps) lock(f *os.File) error { return flock(f) }
 
+func (linuxOps) unlock(f *os.File) error { return funlock(f) }
+
+func (linuxOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	return renameInPlace(f, m, to)
+}
+
 func (linuxOps) prefaultRead(m []byte) error {
 	err := unix.Madvise(m, unix.MADV_POPULATE_READ)
 	if errors.Is(err, unix.EINVAL) {

@@ -26,6 +26,12 @@ func (otherOps) syncDir(string) error { return nil }
 
 func (otherOps) lock(*os.File) error { return nil }
 
+func (otherOps) unlock(*os.File) error { return nil }
+
+func (otherOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	return renameInPlace(f, m, to)
+}
+
 func (otherOps) prefault([]byte) error { return nil }
 
 func (otherOps) prefaultRead([]byte) error { return nil }

@@ -100,6 +100,38 @@ func (windowsOps) lock(f *os.File) error {
 	return err
 }
 
+func (windowsOps) unlock(f *os.File) error {
+	var ol windows.Overlapped
+	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
+}
+
+// renameMapped: a mapped file is not renamed on Windows. Unmap (mmap-go
+// flushes the view first) and close, rename, then open and map again; the
+// page cache keeps the contents, so nothing is read from disk.
+func (windowsOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
+	size, from := len(m), f.Name()
+	err := Unmap(m)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(from, to)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	nf, err := windowsOps{}.openFile(to, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	nm, err := Map(nf, size)
+	if err != nil {
+		nf.Close()
+		return nil, nil, err
+	}
+	return nf, nm, nil
+}
+
 func (windowsOps) prefault([]byte) error { return nil }
 
 func (windowsOps) prefaultRead([]byte) error { return nil }

@@ -25,21 +25,10 @@
 # directory (as `go test` would, so testdata/ is found); prints one summary
 # line per package. Exits 1 if any package fails.
 #
-# Excluded tests (-test.skip), and why:
-#   mmapwal TestCrash: its child is killed with os.Process.Kill, which on
-#     Windows is TerminateProcess(h, 1), so the child exits with code 1 and
-#     the test's check "killed by a signal" (ExitCode() == -1,
-#     crash_test.go:262) can never hold on Windows: under Wine every cycle
-#     fails with "child was not killed by the signal (exit status 1)". The
-#     kill-and-recover loop itself would be meaningful; the test needs a
-#     Windows-aware check before it can run here.
-#   mmapwal TestProbeReadOnlyDirectory_OpensAndReadsAndFailsRotationCleanly:
-#     it makes the directory read-only with os.Chmod(dir, 0o555) (Geteuid is
-#     -1 on Windows, so not the chattr branch). On Windows that sets
-#     FILE_ATTRIBUTE_READONLY on the directory, which Windows (and Wine)
-#     ignore for directories: file creation still works, rotation never
-#     fails, and the test's premise does not hold. It needs a Windows
-#     variant (a deny-create ACL) or a skip on Windows.
+# Excluded tests (-test.skip): none. TestCrash accepts the Windows exit
+# code of a killed child (Process.Kill is TerminateProcess(h, 1)), and the
+# read-only-directory probe skips itself on Windows, which ignores the
+# read-only attribute on directories.
 #   Linux-only tests (power loss, filesystem faults, EIO) are already behind
 #   //go:build linux and are not compiled at all.
 #
@@ -71,7 +60,6 @@ fi
 # Per-package -test.skip patterns (see the header for the reasons).
 skip_for() {
 	case "$1" in
-	./mmapwal | mmapwal) echo '^(TestCrash|TestProbeReadOnlyDirectory_OpensAndReadsAndFailsRotationCleanly)$' ;;
 	*) echo '' ;;
 	esac
 }
