@@ -237,22 +237,29 @@ func (w *WAL) dropSealed(dirty []*segment, n int) []*segment {
 }
 
 // syncSegmentLocked syncs s from its synced offset to end. The first sync
-// of a new segment starts at offset 0 (its header) and is preceded by a
-// directory sync, so the segment's name is durable before any of its
-// records is. REQUIRES: w.flushMu held.
+// of a new segment starts at offset 0 (its header) and comes with a
+// directory sync, so the segment's name is durable by the time any of its
+// records is counted durable. The two run concurrently (on ext4 one journal
+// commit can serve both); both must succeed. REQUIRES: w.flushMu held.
 func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 	if end <= s.syncedOff {
 		return nil
 	}
+	var dirErr chan error
 	if !s.named {
-		if err := w.dur.syncDir(w.dir); err != nil {
-			return err
-		}
-		s.named = true
+		dirErr = make(chan error, 1)
+		go func() { dirErr <- w.dur.syncDir(w.dir) }()
 	}
-	if err := w.dur.syncSegment(s, s.syncedOff, end-s.syncedOff); err != nil {
+	err := w.dur.syncSegment(s, s.syncedOff, end-s.syncedOff)
+	if dirErr != nil {
+		if derr := <-dirErr; err == nil {
+			err = derr
+		}
+	}
+	if err != nil {
 		return err
 	}
+	s.named = true
 	w.st.syncs.Add(1)
 	s.syncedOff = end
 	return nil

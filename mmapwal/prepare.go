@@ -45,26 +45,51 @@ func (p *preparer) startLocked() {
 		}
 		p.mu.Lock()
 		p.busy = false
-		handed := false
-		var data, idxMap []byte
-		if err == nil {
-			if p.closed {
-				s.discard()
-			} else {
-				// The prefault works on copies of the slices: activation may
-				// replace s.data (RenameMapped on Windows).
-				data, idxMap = s.data, s.idx.Mapping()
-				p.ready, handed = s, s.acquire()
-			}
-		}
+		p.offerLocked(s)
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		if handed {
-			// Ready as soon as it is mapped: the prefault runs on, ahead of
-			// the appenders that may already be writing at its start.
-			prefault(data, idxMap, &s.retiring)
-			s.release()
-		}
+	}()
+}
+
+// prepareNow prepares the first segment of an empty log synchronously (it
+// is part of creating the log, like any WAL's Open creating its file), so
+// the first Append does not wait for a fallocate. The prefault still runs in
+// the background. A failure is left to the first Append to report.
+func (p *preparer) prepareNow() {
+	s, err := prepareSegment(p.dir, p.size)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.startLocked()
+		return
+	}
+	p.offerLocked(s)
+}
+
+// offerLocked makes s (if not nil) the ready segment and starts its
+// prefault. REQUIRES: p.mu held; no segment ready.
+func (p *preparer) offerLocked(s *segment) {
+	if s == nil {
+		return
+	}
+	if p.closed {
+		s.discard()
+		return
+	}
+	p.ready = s
+	if !s.acquire() {
+		return
+	}
+	// Ready as soon as it is mapped: the prefault runs on, ahead of the
+	// appenders that may already be writing at its start. It works on
+	// copies of the slices: activation may replace s.data (RenameMapped on
+	// Windows).
+	data, idxMap := s.data, s.idx.Mapping()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer s.release()
+		prefault(data, idxMap, &s.retiring)
 	}()
 }
 

@@ -105,9 +105,13 @@ func Open(dir string, opts *Options) (*WAL, error) {
 	}
 	w.warmUp()
 	w.prep = newPreparer(dir, o.SegmentSize, w.log)
-	w.prep.mu.Lock()
-	w.prep.startLocked()
-	w.prep.mu.Unlock()
+	if w.active == nil {
+		w.prep.prepareNow()
+	} else {
+		w.prep.mu.Lock()
+		w.prep.startLocked()
+		w.prep.mu.Unlock()
+	}
 	w.wg.Add(1)
 	go w.flushLoop()
 	return w, nil
