@@ -85,15 +85,29 @@ func (w *WAL) unlockFlush() {
 	w.roundMu.Lock()
 	ended := w.roundEnd
 	w.roundEnd = next
+	w.roundGen++
+	w.roundWaiters.Store(0) // everyone waiting on ended is woken now
 	w.roundMu.Unlock()
 	close(ended)
 }
 
-// currentRound is the channel closed when the current flush round ends.
-func (w *WAL) currentRound() chan struct{} {
+// joinRound registers the caller as waiting for the current flush round and
+// returns the channel closed when it ends, and its generation.
+func (w *WAL) joinRound() (chan struct{}, uint64) {
 	w.roundMu.Lock()
 	defer w.roundMu.Unlock()
-	return w.roundEnd
+	w.roundWaiters.Add(1)
+	return w.roundEnd, w.roundGen
+}
+
+// leaveRound undoes joinRound for a caller that became the leader instead,
+// unless that round has ended meanwhile (its count was reset).
+func (w *WAL) leaveRound(gen uint64) {
+	w.roundMu.Lock()
+	defer w.roundMu.Unlock()
+	if w.roundGen == gen {
+		w.roundWaiters.Add(-1)
+	}
 }
 
 // flushLocked is flush with flushMu held.
@@ -282,13 +296,15 @@ func (w *WAL) waitDurable(seq uint64) error {
 		if w.shut.Load() {
 			return ErrClosed
 		}
-		roundEnd := w.currentRound()
+		roundEnd, gen := w.joinRound()
 		if w.flushMu.TryLock() {
-			// Appenders inside Append that are not waiting yet (woken by
-			// the last round, or between reserving and waiting) would
-			// miss this round and lead a tiny next one: let them catch up
-			// first (a few yields at most). Alone, the leader syncs at once.
-			for i := 0; i < 4 && w.durableAppenders.Load()-w.syncWaiters.Load() > 1; i++ {
+			w.leaveRound(gen)
+			// Appenders inside Append that are not waiting on this round
+			// yet (woken by the last one, or between reserving and
+			// waiting) would miss it and lead a tiny next one: let them
+			// catch up first (a few yields at most). Alone, the leader
+			// syncs at once.
+			for i := 0; i < 4 && w.durableAppenders.Load()-w.roundWaiters.Load() > 1; i++ {
 				runtime.Gosched()
 			}
 			err := w.flushLocked(false)
@@ -298,9 +314,7 @@ func (w *WAL) waitDurable(seq uint64) error {
 			}
 			continue
 		}
-		w.syncWaiters.Add(1)
 		<-roundEnd
-		w.syncWaiters.Add(-1)
 	}
 }
 

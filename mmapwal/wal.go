@@ -59,16 +59,19 @@ type WAL struct {
 	flushWork []dirtySeg // guarded by flushMu: reused by every round
 	roundMu   sync.Mutex
 	roundEnd  chan struct{} // guarded by roundMu: closed when the current flush round ends
+	roundGen  uint64        // guarded by roundMu: bumped when a round ends
 	shut      atomic.Bool   // Close made its final flush: no more rounds
 	// durableAppenders counts SyncAlways appends in progress: a flush leader
 	// yields once before syncing only when others could join its group.
 	durableAppenders atomic.Int64
-	syncWaiters      atomic.Int64 // appenders waiting for a flush round to end
-	synced           atomic.Uint64
-	writeErr         atomic.Pointer[error]
-	kick             chan struct{}
-	done             chan struct{}
-	wg               sync.WaitGroup
+	// roundWaiters counts appenders waiting on the current flush round
+	// (changed under roundMu, read by a leader deciding whether to yield).
+	roundWaiters atomic.Int64
+	synced       atomic.Uint64
+	writeErr     atomic.Pointer[error]
+	kick         chan struct{}
+	done         chan struct{}
+	wg           sync.WaitGroup
 
 	prep *preparer
 	st   counters
