@@ -304,7 +304,7 @@ func (w *WAL) waitDurable(seq uint64) error {
 			// waiting) would miss it and lead a tiny next one: let them
 			// catch up first (a few yields at most). Alone, the leader
 			// syncs at once.
-			for i := 0; i < 4 && w.durableAppenders.Load()-w.roundWaiters.Load() > 1; i++ {
+			for i := 0; i < 16 && w.durableAppenders.Load()-w.roundWaiters.Load() > 1; i++ {
 				runtime.Gosched()
 			}
 			err := w.flushLocked(false)
