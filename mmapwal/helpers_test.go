@@ -21,6 +21,18 @@ func newModel(first uint64) *model {
 
 func (m *model) append(seq uint64, b []byte) { m.recs[seq] = bytes.Clone(b); m.next = seq + 1 }
 
+// fill appends n checkable records of size bytes to w and to the model.
+func (m *model) fill(t *testing.T, w *WAL, n, size int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		b := rec(m.next, size)
+		seq, err := w.Append(b)
+		require.NoError(t, err)
+		require.Equal(t, m.next, seq, "Append's seq")
+		m.append(seq, b)
+	}
+}
+
 func (m *model) truncateFront(seq uint64) {
 	if seq <= m.first {
 		return

@@ -303,12 +303,7 @@ func TestTruncateFront(t *testing.T) {
 			dir := t.TempDir()
 			w := mustOpen(t, dir, o)
 			m := newModel(1)
-			for i := 0; i < 400; i++ {
-				b := rec(m.next, 300)
-				seq, err := w.Append(b)
-				require.NoError(t, err)
-				m.append(seq, b)
-			}
+			m.fill(t, w, 400, 300)
 			segsBefore := w.Stats().Segments
 			to := tc.to(w.FirstSeq(), w.LastSeq())
 			require.NoError(t, w.TruncateFront(to))
@@ -344,12 +339,7 @@ func TestTruncateBack(t *testing.T) {
 			o := smallOpts(SyncAlways)
 			w := mustOpen(t, t.TempDir(), o)
 			m := newModel(1)
-			for i := 0; i < 400; i++ {
-				b := rec(m.next, 300)
-				seq, err := w.Append(b)
-				require.NoError(t, err)
-				m.append(seq, b)
-			}
+			m.fill(t, w, 400, 300)
 			to := tc.to(w.FirstSeq(), w.LastSeq())
 			require.NoError(t, w.TruncateBack(to))
 			m.truncateBack(to)
@@ -373,12 +363,7 @@ func TestTruncateBackAfterTruncateFront(t *testing.T) {
 	o := smallOpts(SyncNone)
 	w := mustOpen(t, t.TempDir(), o)
 	m := newModel(1)
-	for i := 0; i < 300; i++ {
-		b := rec(m.next, 250)
-		seq, err := w.Append(b)
-		require.NoError(t, err)
-		m.append(seq, b)
-	}
+	m.fill(t, w, 300, 250)
 	require.NoError(t, w.TruncateFront(120))
 	m.truncateFront(120)
 	err := w.TruncateBack(100)
@@ -614,12 +599,7 @@ func TestIndexIsRebuiltWhenMissingOrDamaged(t *testing.T) {
 			o := smallOpts(SyncAlways)
 			w := mustOpen(t, dir, o)
 			m := newModel(1)
-			for i := 0; i < 1500; i++ {
-				b := rec(m.next, 120)
-				seq, err := w.Append(b)
-				require.NoError(t, err)
-				m.append(seq, b)
-			}
+			m.fill(t, w, 1500, 120)
 			require.NoError(t, w.Close())
 			idx, err := filepath.Glob(filepath.Join(dir, "*.idx"))
 			require.NoError(t, err)
