@@ -352,11 +352,22 @@ func plMix(old, cur []byte, size int64, rng *rand.Rand) []byte {
 
 // plOpts are the options of the power-loss writer and of every image check.
 func plOpts(p SyncPolicy) *Options {
-	return &Options{SegmentSize: MinSegmentSize, Sync: p}
+	o := &Options{SegmentSize: MinSegmentSize, Sync: p}
+	if p == SyncPeriodic {
+		o.SyncInterval = 2 * time.Millisecond // episodes last milliseconds: let the timer fire
+	}
+	return o
 }
 
 type plTotals struct {
 	trials, episodes, checked, required, captures int
+}
+
+// TestPowerLossSyncPeriodic: SyncPeriodic writers (2 ms interval); a record
+// is counted durable once an explicit Sync covered it, and the background
+// flushes between captures must never break the prefix.
+func TestPowerLossSyncPeriodic(t *testing.T) {
+	plRun(t, crashEnvInt("MMAPWAL_POWERLOSS_TRIALS", 300), SyncPeriodic, false)
 }
 
 // TestPowerLoss: SyncAlways writers with batches, TruncateFront and
