@@ -19,6 +19,17 @@ const (
 	metaMagic    = "MMWALMET"
 )
 
+// IndexCapacity is the number of entries the index of a segment of segSize
+// bytes holds: every frame takes at least FrameHeaderSize bytes.
+func IndexCapacity(segSize int64) int {
+	return int((segSize - SegmentHeaderSize) / FrameHeaderSize)
+}
+
+// IndexFileSize is the size of an index file with capacity entries.
+func IndexFileSize(capacity int) int64 {
+	return IndexHeaderSize + int64(capacity)*IndexEntrySize
+}
+
 // SegmentHeader is the first 64 bytes of a segment file.
 type SegmentHeader struct {
 	FirstSeq uint64

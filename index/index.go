@@ -31,16 +31,11 @@ type Index struct {
 	hdr      format.IndexHeader
 }
 
-// Capacity is the number of entries an index for a segment of segSize bytes
-// needs: every frame takes at least FrameHeaderSize bytes.
-func Capacity(segSize int64) int {
-	return int((segSize - format.SegmentHeaderSize) / format.FrameHeaderSize)
-}
+// Capacity is format.IndexCapacity: entries for a segment of segSize bytes.
+func Capacity(segSize int64) int { return format.IndexCapacity(segSize) }
 
-// FileSize is the size of an index file with capacity entries.
-func FileSize(capacity int) int64 {
-	return format.IndexHeaderSize + int64(capacity)*format.IndexEntrySize
-}
+// FileSize is format.IndexFileSize: the file size for capacity entries.
+func FileSize(capacity int) int64 { return format.IndexFileSize(capacity) }
 
 // Create makes a new, empty index file at path (replacing any file there),
 // preallocated for capacity entries and mapped. Entries are zero; the

@@ -46,7 +46,6 @@ import (
 	"slices"
 
 	"github.com/mmapwal/wal/format"
-	"github.com/mmapwal/wal/index"
 	"github.com/mmapwal/wal/platform"
 )
 
@@ -560,9 +559,9 @@ func checkpoint(seg *Segment, data []byte, seed uint32, last bool, maxLen uint64
 	if err != nil || ih.SegmentID != seg.ID || ih.FirstSeq != seg.FirstSeq {
 		return ckpt{}, false
 	}
-	capacity := index.Capacity(seg.Size)
+	capacity := format.IndexCapacity(seg.Size)
 	end := int64(ih.EndOffset)
-	if fi.Size() < index.FileSize(capacity) || ih.Count > uint64(capacity) ||
+	if fi.Size() < format.IndexFileSize(capacity) || ih.Count > uint64(capacity) ||
 		end < format.SegmentHeaderSize || end > seg.Size || end%format.FrameAlign != 0 ||
 		(ih.Count == 0) != (end == format.SegmentHeaderSize) {
 		return ckpt{}, false
