@@ -11,11 +11,11 @@ import (
 // FuzzOpen: any file as an index opens or fails cleanly; an opened index
 // answers Get for every entry (and refuses those beyond) without panicking.
 func FuzzOpen(f *testing.F) {
-	valid := make([]byte, FileSize(8))
+	valid := make([]byte, format.IndexFileSize(8))
 	format.IndexHeader{SegmentID: 9, FirstSeq: 1, Count: 2, EndOffset: 128}.Encode(valid)
 	f.Add(valid, uint16(8))
-	f.Add(valid[:50], uint16(8))                // truncated
-	f.Add(make([]byte, FileSize(8)), uint16(8)) // zero
+	f.Add(valid[:50], uint16(8))                            // truncated
+	f.Add(make([]byte, format.IndexFileSize(8)), uint16(8)) // zero
 	f.Add([]byte("MMWALIDXgarbage"), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, capacity uint16) {
 		if len(data) > 1<<20 {

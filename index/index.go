@@ -31,12 +31,6 @@ type Index struct {
 	hdr      format.IndexHeader
 }
 
-// Capacity is format.IndexCapacity: entries for a segment of segSize bytes.
-func Capacity(segSize int64) int { return format.IndexCapacity(segSize) }
-
-// FileSize is format.IndexFileSize: the file size for capacity entries.
-func FileSize(capacity int) int64 { return format.IndexFileSize(capacity) }
-
 // Create makes a new, empty index file at path (replacing any file there),
 // preallocated for capacity entries and mapped. Entries are zero; the
 // checkpoint says zero records.
@@ -46,7 +40,7 @@ func Create(path string, segID, firstSeq uint64, capacity int) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := FileSize(capacity)
+	size := format.IndexFileSize(capacity)
 	if err := platform.Preallocate(f, size); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -76,7 +70,7 @@ func Open(path string, capacity int) (*Index, error) {
 		f.Close()
 		return nil, err
 	}
-	size := FileSize(capacity)
+	size := format.IndexFileSize(capacity)
 	if fi.Size() < size {
 		f.Close()
 		return nil, fmt.Errorf("index %s: %d bytes, want %d", path, fi.Size(), size)

@@ -13,7 +13,7 @@ import (
 
 func TestCapacityCoversSmallestFrames(t *testing.T) {
 	for _, size := range []int64{64 << 10, 64 << 20} {
-		c := Capacity(size)
+		c := format.IndexCapacity(size)
 		assert.GreaterOrEqual(t, int64(c)*format.FrameHeaderSize+format.SegmentHeaderSize, size-format.FrameHeaderSize+1,
 			"an index must hold an entry for every frame a segment of %d bytes can hold", size)
 	}
@@ -32,7 +32,7 @@ func TestCreateSetGetCheckpointReopen(t *testing.T) {
 
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
-	assert.Equal(t, FileSize(100), fi.Size(), "preallocated to capacity")
+	assert.Equal(t, format.IndexFileSize(100), fi.Size(), "preallocated to capacity")
 
 	y, err := Open(path, 100)
 	require.NoError(t, err)
@@ -57,7 +57,7 @@ func TestOpenRejectsShortOrGarbageFiles(t *testing.T) {
 	assert.Error(t, err)
 
 	garbage := filepath.Join(dir, "garbage.idx")
-	require.NoError(t, os.WriteFile(garbage, make([]byte, FileSize(10)), 0o644))
+	require.NoError(t, os.WriteFile(garbage, make([]byte, format.IndexFileSize(10)), 0o644))
 	_, err = Open(garbage, 10)
 	assert.Error(t, err)
 }

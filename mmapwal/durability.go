@@ -1,8 +1,6 @@
 package mmapwal
 
 import (
-	"context"
-	"log/slog"
 	"os"
 
 	"github.com/mmapwal/wal/index"
@@ -33,10 +31,3 @@ func (osDurability) syncSegment(s *segment, off, n int64) error {
 func (osDurability) syncIndex(x *index.Index) error { return x.Sync() }
 func (osDurability) syncFile(f *os.File) error      { return platform.SyncFile(f) }
 func (osDurability) syncDir(dir string) error       { return platform.SyncDir(dir) }
-
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }

@@ -2,7 +2,9 @@ package mmapwal
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/mmapwal/wal/format"
@@ -59,6 +61,9 @@ type Options struct {
 	hooks durability
 }
 
+// silentLogger drops everything: no level is enabled, so nothing is formatted.
+var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
+
 // resolve validates o and fills defaults.
 func (o *Options) resolve() (Options, error) {
 	var r Options
@@ -99,7 +104,7 @@ func (o *Options) resolve() (Options, error) {
 		return bad("negative MaxSegments %d", r.MaxSegments)
 	}
 	if r.Logger == nil {
-		r.Logger = slog.New(discardHandler{})
+		r.Logger = silentLogger
 	}
 	if r.hooks == nil {
 		r.hooks = osDurability{}

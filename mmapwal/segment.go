@@ -175,7 +175,7 @@ func prepareSegment(dir string, size int64) (*segment, error) {
 		return fail(err)
 	}
 	id := newSegmentID()
-	idx, err := index.Create(base+format.IndexExt+format.TempExt, id, 0, index.Capacity(size))
+	idx, err := index.Create(base+format.IndexExt+format.TempExt, id, 0, format.IndexCapacity(size))
 	if err != nil {
 		platform.Unmap(data)
 		return fail(err)

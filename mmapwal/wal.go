@@ -227,7 +227,7 @@ func (w *WAL) warmUp() {
 // loadIndex opens the segment's index, or rebuilds it when recovery found
 // it missing or invalid.
 func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
-	capacity := index.Capacity(s.size)
+	capacity := format.IndexCapacity(s.size)
 	if rs.IndexOK {
 		if x, err := index.Open(rs.IndexPath, capacity); err == nil {
 			s.idx = x

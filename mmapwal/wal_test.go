@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mmapwal/wal/format"
-	"github.com/mmapwal/wal/index"
 )
 
 func TestOpenRejectsInvalidOptions(t *testing.T) {
@@ -792,7 +791,7 @@ func TestCloseLeavesOnlyLogFiles(t *testing.T) {
 		if _, ok := format.ParseIndexName(n); ok {
 			fi, err := e.Info()
 			require.NoError(t, err)
-			assert.Equal(t, index.FileSize(index.Capacity(MinSegmentSize)), fi.Size())
+			assert.Equal(t, format.IndexFileSize(format.IndexCapacity(MinSegmentSize)), fi.Size())
 			continue
 		}
 		assert.Contains(t, []string{format.LockName}, n, "no prepared or temporary file left behind")

@@ -36,11 +36,12 @@ package recovery
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -158,17 +159,8 @@ func listDir(dir string) (dirListing, error) {
 // format.ErrCorrupt (a *format.CorruptError) means damage that cannot be a
 // torn tail; nothing was changed.
 func Recover(dir string, opts *Options) (*Report, error) {
-	o := Options{}
-	if opts != nil {
-		o = *opts
-	}
-	if o.MaxRecordSize <= 0 {
-		o.MaxRecordSize = DefaultMaxRecordSize
-	}
+	o := opts.withDefaults()
 	log := o.Logger
-	if log == nil {
-		log = slog.New(discard{})
-	}
 	rep := &Report{Dir: dir}
 	l, err := listDir(dir)
 	if err != nil {
@@ -662,9 +654,21 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-type discard struct{}
+// withDefaults returns a copy of o (nil: the zero value) with defaults
+// filled in: Recover and Repair share it.
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.MaxRecordSize <= 0 {
+		r.MaxRecordSize = DefaultMaxRecordSize
+	}
+	if r.Logger == nil {
+		r.Logger = silentLogger
+	}
+	return r
+}
 
-func (discard) Enabled(context.Context, slog.Level) bool  { return false }
-func (discard) Handle(context.Context, slog.Record) error { return nil }
-func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discard) WithGroup(string) slog.Handler           { return d }
+// silentLogger drops everything: no level is enabled.
+var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))

@@ -52,13 +52,7 @@ type RepairReport struct {
 // keeps a copy. Repair fails with format.ErrLocked while a WAL has the
 // directory open.
 func Repair(dir string, opts *Options) (*RepairReport, error) {
-	o := Options{}
-	if opts != nil {
-		o = *opts
-	}
-	if o.MaxRecordSize <= 0 {
-		o.MaxRecordSize = DefaultMaxRecordSize
-	}
+	o := opts.withDefaults()
 	maxLen := uint64(o.MaxRecordSize)
 	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
 	if err != nil {
