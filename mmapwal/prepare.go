@@ -3,13 +3,10 @@ package mmapwal
 import (
 	"log/slog"
 	"sync"
-	"sync/atomic"
-
-	"github.com/mmapwal/wal/platform"
 )
 
 // preparer keeps one segment of the default size created, preallocated,
-// mapped and prefaulted ahead of need, so that rotation is a header write
+// mapped and its first pages prefaulted ahead of need, so that rotation is a header write
 // and two renames instead of a fallocate and a few thousand page faults.
 type preparer struct {
 	dir  string
@@ -21,11 +18,12 @@ type preparer struct {
 	ready  *segment
 	busy   bool
 	closed bool
+	quit   chan struct{} // closed by close: prefault loops end
 	wg     sync.WaitGroup
 }
 
 func newPreparer(dir string, size int64, log *slog.Logger) *preparer {
-	p := &preparer{dir: dir, size: size, log: log}
+	p := &preparer{dir: dir, size: size, log: log, quit: make(chan struct{})}
 	p.cond.L = &p.mu
 	return p
 }
@@ -77,19 +75,20 @@ func (p *preparer) offerLocked(s *segment) {
 		return
 	}
 	p.ready = s
-	if !s.acquire() {
-		return
-	}
-	// Ready as soon as it is mapped: the prefault runs on, ahead of the
-	// appenders that may already be writing at its start. It works on
-	// copies of the slices: activation may replace s.data (RenameMapped on
-	// Windows).
+	// Ready as soon as it is mapped: the prefault of its first window runs
+	// on, ahead of the appenders that may already be writing at its start,
+	// and follows them once it is active.
+	p.startPrefault(s, 0)
+}
+
+// startPrefault runs s's prefault loop from write offset from until s is
+// sealed or retired, or the preparer closes.
+func (p *preparer) startPrefault(s *segment, from int64) {
 	data, idxMap := s.data, s.idx.Mapping()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer s.release()
-		prefault(data, idxMap, &s.retiring)
+		prefaultLoop(s, data, idxMap, from, p.quit)
 	}()
 }
 
@@ -118,23 +117,12 @@ func (p *preparer) take(size int64) (*segment, error) {
 	return s, nil
 }
 
-// prefault faults a prepared segment's pages in, front to back, in chunks,
-// so that first-touch page faults happen here and not on the append path.
-// It stops early once the segment is being retired. Best effort (and a
-// no-op where the hint does not exist). REQUIRES: a reference on the segment.
-func prefault(data, idxMap []byte, retiring *atomic.Bool) {
-	const chunk = 1 << 20
-	_ = platform.Prefault(idxMap)
-	for off := 0; off < len(data) && !retiring.Load(); off += chunk {
-		_ = platform.Prefault(data[off:min(off+chunk, len(data))])
-	}
-}
-
 // close waits for a preparation in progress and deletes the prepared file.
 func (p *preparer) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	close(p.quit)
 	p.wg.Wait()
 	p.mu.Lock()
 	if p.ready != nil {

@@ -36,6 +36,7 @@ type segment struct {
 	idx      *index.Index
 	refs     atomic.Int64
 	retiring atomic.Bool // set before the list's reference is dropped: background work stops
+	prefault *prefaulter // its loop runs while the segment is prepared or active
 
 	// Guarded by WAL.mu.
 	sealed     bool   // no more appends; sealedEnd/sealedLast are final
@@ -70,6 +71,7 @@ func (s *segment) release() { s.refs.Add(-1) }
 // Afterwards s may be unmapped.
 func (s *segment) retire() {
 	s.retiring.Store(true)
+	s.prefault.halt()
 	s.release()
 	s.waitIdle()
 }
@@ -180,7 +182,8 @@ func prepareSegment(dir string, size int64) (*segment, error) {
 		platform.Unmap(data)
 		return fail(err)
 	}
-	s := &segment{id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size, idx: idx}
+	s := &segment{id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size, idx: idx,
+		prefault: newPrefaulter()}
 	s.refs.Store(1)
 	return s, nil
 }
@@ -228,7 +231,8 @@ func openSegment(path string, firstSeq, id uint64, size int64) (*segment, error)
 		f.Close()
 		return nil, err
 	}
-	s := &segment{firstSeq: firstSeq, id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size}
+	s := &segment{firstSeq: firstSeq, id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size,
+		prefault: newPrefaulter()}
 	s.refs.Store(1)
 	return s, nil
 }

@@ -33,11 +33,14 @@ type WAL struct {
 	active   *segment // nil until the first append of an empty log
 	writeOff int64
 	nextSeq  uint64
-	dirty    []*segment // segments with unsynced bytes, oldest first
-	closed   bool
-	appended uint64 // records reserved since Open (for Stats)
-	batches  uint64
-	bytes    uint64
+	// prefaultKickAt: the write offset at which the active segment's
+	// prefault loop is next told to move its window.
+	prefaultKickAt int64
+	dirty          []*segment // segments with unsynced bytes, oldest first
+	closed         bool
+	appended       uint64 // records reserved since Open (for Stats)
+	batches        uint64
+	bytes          uint64
 
 	segs  atomic.Pointer[segList]
 	first atomic.Uint64 // logical first seq (= nextSeq when empty)
@@ -114,6 +117,8 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		w.prep.mu.Lock()
 		w.prep.startLocked()
 		w.prep.mu.Unlock()
+		w.prefaultKickAt = w.writeOff + prefaultKick
+		w.prep.startPrefault(w.active, w.writeOff)
 	}
 	w.wg.Add(1)
 	go w.flushLoop()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -93,12 +94,13 @@ func run(cfg config) (*results, error) {
 				continue
 			}
 			if st.raw != nil {
+				settle()
 				if err := st.raw(); err != nil {
 					return nil, fmt.Errorf("raw limits: %w", err)
 				}
 			}
 			for _, p := range list {
-				runtime.GC()
+				settle()
 				dir := filepath.Join(cfg.dir, fmt.Sprintf("run%d-step%d-%s", r, i, sanitize(p.Name)))
 				err := st.fn(p, dir)
 				if rerr := os.RemoveAll(dir); err == nil {
@@ -215,6 +217,7 @@ func (b *bench) bulk(p Peer, dir string) error {
 	}
 
 	if c.selected(6) {
+		settle()
 		for _, v := range []struct {
 			metric, dir string
 			crash       bool
@@ -245,6 +248,7 @@ func (b *bench) bulk(p Peer, dir string) error {
 	}
 	defer s.Close()
 	// workload 7 (or an untimed pass to warm the page cache for 5)
+	settle()
 	t := time.Now()
 	next := uint64(1)
 	err = s.Replay(1, func(seq uint64, data []byte) error {
@@ -266,9 +270,19 @@ func (b *bench) bulk(p Peer, dir string) error {
 		b.logf("  %s w7: %.0f rec/s", p.Name, float64(c.n)/d.Seconds())
 	}
 	if c.selected(5) {
+		settle()
 		return b.randomReads(p, s)
 	}
 	return nil
+}
+
+// settle starts a timed phase on a quiet machine: the dirty pages earlier
+// phases (or the previous peer) left behind are written back first, so no
+// peer's numbers include the kernel flushing somebody else's data, and the
+// previous phase's garbage is collected.
+func settle() {
+	syscall.Sync()
+	runtime.GC()
 }
 
 func (b *bench) checkReopened(s Store, crash bool) error {
