@@ -18,10 +18,12 @@ import (
 // machine, half the machine for that long) and dirties 72 MiB of zero pages
 // that the kernel then writes back, the moment a log opens or rotates,
 // even if the log only ever receives a few records.
-const (
-	prefaultAhead = 8 << 20 // bytes kept faulted ahead of the write offset
-	prefaultChunk = 1 << 20 // one madvise call; the loop checks for stop between chunks
-	prefaultKick  = prefaultAhead / 4
+//
+// Variables only so that tests can use windows smaller than a segment.
+var (
+	prefaultAhead int64 = 8 << 20 // bytes kept faulted ahead of the write offset
+	prefaultChunk int64 = 1 << 20 // one madvise call; the loop checks for stop between chunks
+	prefaultKick        = prefaultAhead / 4
 )
 
 // prefaulter is a segment's link to its prefault loop.

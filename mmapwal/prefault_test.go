@@ -1,0 +1,58 @@
+package mmapwal
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A prefault loop belongs to the prepared or active segment only: rotation,
+// truncation and Close must end it, or every sealed segment would keep a
+// goroutine for the life of the WAL.
+func TestPrefaultLoopsEnd(t *testing.T) {
+	// Windows smaller than a segment, so loops wait for the writer.
+	defer func(a, c, k int64) { prefaultAhead, prefaultChunk, prefaultKick = a, c, k }(prefaultAhead, prefaultChunk, prefaultKick)
+	prefaultAhead, prefaultChunk, prefaultKick = 8<<10, 4<<10, 4<<10
+	base := runtime.NumGoroutine()
+	dir := t.TempDir()
+	w, err := Open(dir, &Options{SegmentSize: 64 << 10, Sync: SyncNone})
+	require.NoError(t, err)
+	// One 40 KiB record per 64 KiB segment: each rotation leaves a segment
+	// whose loop is still waiting for the writer to come closer to its end.
+	rec := make([]byte, 40<<10)
+	for i := 0; i < 45; i++ {
+		_, err := w.Append(rec)
+		require.NoError(t, err)
+	}
+	require.Greater(t, w.Stats().Rotations, uint64(40))
+	settled := func(limit int) {
+		t.Helper()
+		// Loops exit asynchronously after halt; give them a moment.
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > limit && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		require.LessOrEqual(t, runtime.NumGoroutine(), limit, "prefault loops of sealed segments still running")
+	}
+	// flusher, preparer, the active and the prepared segment's loops, and
+	// a little slack for the runtime
+	settled(base + 8)
+	require.NoError(t, w.TruncateBack(0))
+	for i := 0; i < 10; i++ {
+		_, err := w.Append(rec)
+		require.NoError(t, err)
+	}
+	settled(base + 8)
+	require.NoError(t, w.Close())
+	settled(base + 2)
+
+	// A reopened log's active segment gets a loop, which Close ends too.
+	w, err = Open(dir, &Options{SegmentSize: 64 << 10, Sync: SyncNone})
+	require.NoError(t, err)
+	_, err = w.Append(rec)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	settled(base + 2)
+}
