@@ -85,7 +85,7 @@ func run(cfg config) (*results, error) {
 		{cfg.selected(1) || cfg.selected(5) || cfg.selected(6) || cfg.selected(7), b.rawCopy, b.bulk},
 		{cfg.selected(2), b.rawSync, b.durableSerial},
 		{cfg.selected(3), nil, b.durableConcurrent},
-		{cfg.selected(4), nil, b.durableBatches},
+		{cfg.selected(4), b.rawBatches, b.durableBatches},
 	}
 	for r := 0; r < cfg.runs; r++ {
 		b.logf("run %d/%d", r+1, cfg.runs)
@@ -141,6 +141,25 @@ func (b *bench) rawCopy() error {
 		ns := float64(time.Since(start).Nanoseconds()) / float64(len(b.reads))
 		b.res.add(5, "read", rawName, ns)
 		b.res.add(5, "readappend", rawName, ns)
+	}
+	return nil
+}
+
+// rawBatches measures workload 4's limits: durable batches through a mapping
+// (msync) and through pwrite + fdatasync.
+func (b *bench) rawBatches() error {
+	c := b.cfg
+	recs := b.recs[:c.batches*c.batchSize]
+	for _, v := range []struct {
+		name     string
+		viaWrite bool
+	}{{rawName, false}, {rawWriteName, true}} {
+		d, err := rawBatches(c.dir, recs, c.batchSize, v.viaWrite)
+		if err != nil {
+			return err
+		}
+		b.res.add(4, "rec/s", v.name, float64(len(recs))/d.Seconds())
+		b.logf("  %s batches: %.0f rec/s", v.name, float64(len(recs))/d.Seconds())
 	}
 	return nil
 }
