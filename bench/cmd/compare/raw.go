@@ -29,21 +29,11 @@ func rawCopy(dir string, recs [][]byte) (time.Duration, error) {
 	}
 	frame := (rawHeaderSize + len(recs[0]) + 7) &^ 7
 	size := int64(frame * len(recs))
-	path := filepath.Join(dir, "rawcopy.dat")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	_, m, done, err := rawMappedFile(dir, "rawcopy.dat", size)
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(path)
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		return 0, fmt.Errorf("fallocate: %w", err)
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return 0, fmt.Errorf("mmap: %w", err)
-	}
-	defer unix.Munmap(m)
+	defer done()
 
 	start := time.Now()
 	off := 0
@@ -59,6 +49,29 @@ func rawCopy(dir string, recs [][]byte) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// rawMappedFile creates a fallocated file of size bytes in dir and maps it
+// shared; done unmaps, closes and deletes it.
+func rawMappedFile(dir, name string, size int64) (*os.File, []byte, func(), error) {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*os.File, []byte, func(), error) {
+		f.Close()
+		os.Remove(path)
+		return nil, nil, nil, err
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		return fail(fmt.Errorf("fallocate: %w", err))
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fail(fmt.Errorf("mmap: %w", err))
+	}
+	return f, m, func() { unix.Munmap(m); f.Close(); os.Remove(path) }, nil
+}
+
 // rawBatches frames recs in batches of batchSize into a fallocated file and
 // makes each batch durable before the next: viaWrite=false copies into a
 // prefaulted shared mapping and msyncs the batch's pages; viaWrite=true
@@ -69,22 +82,12 @@ func rawBatches(dir string, recs [][]byte, batchSize int, viaWrite bool) (time.D
 	}
 	frame := (rawHeaderSize + len(recs[0]) + 7) &^ 7
 	size := int64(frame * len(recs))
-	path := filepath.Join(dir, "rawbatch.dat")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, m, done, err := rawMappedFile(dir, "rawbatch.dat", size)
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(path)
-	defer f.Close()
+	defer done()
 	fd := int(f.Fd())
-	if err := unix.Fallocate(fd, 0, 0, size); err != nil {
-		return 0, fmt.Errorf("fallocate: %w", err)
-	}
-	m, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return 0, fmt.Errorf("mmap: %w", err)
-	}
-	defer unix.Munmap(m)
 	buf := make([]byte, frame*batchSize)
 	if !viaWrite {
 		_ = unix.Madvise(m, unix.MADV_POPULATE_WRITE) // best effort, as in a WAL that prefaults
