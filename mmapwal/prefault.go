@@ -23,8 +23,10 @@ import (
 var (
 	prefaultAhead int64 = 8 << 20 // bytes kept faulted ahead of the write offset
 	prefaultChunk int64 = 1 << 20 // one madvise call; the loop checks for stop between chunks
-	prefaultKick        = prefaultAhead / 4
 )
+
+// prefaultKick is how far the writer moves between pokes of its loop.
+func prefaultKick() int64 { return prefaultAhead / 4 }
 
 // prefaulter is a segment's link to its prefault loop.
 type prefaulter struct {
@@ -50,6 +52,18 @@ func (p *prefaulter) poke(off int64) {
 // halt ends the loop (idempotent): the segment no longer takes appends.
 func (p *prefaulter) halt() { p.once.Do(func() { close(p.stop) }) }
 
+// halted reports whether the loop must end: halt was called or quit closed.
+func (p *prefaulter) halted(quit <-chan struct{}) bool {
+	select {
+	case <-p.stop:
+		return true
+	case <-quit:
+		return true
+	default:
+		return false
+	}
+}
+
 // prefaultLoop faults s's pages in, front to back, up to prefaultAhead bytes
 // past the last poked write offset (starting at from), and the matching
 // prefix of its index, until the segment is fully faulted, halted, or quit
@@ -70,14 +84,7 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struc
 	for {
 		target := min(size, pf.mark.Load()+prefaultAhead)
 		for done < target {
-			select {
-			case <-pf.stop:
-				return
-			case <-quit:
-				return
-			default:
-			}
-			if !s.acquire() {
+			if pf.halted(quit) || !s.acquire() {
 				return
 			}
 			end := min(done+prefaultChunk, size)

@@ -13,8 +13,8 @@ import (
 // goroutine for the life of the WAL.
 func TestPrefaultLoopsEnd(t *testing.T) {
 	// Windows smaller than a segment, so loops wait for the writer.
-	defer func(a, c, k int64) { prefaultAhead, prefaultChunk, prefaultKick = a, c, k }(prefaultAhead, prefaultChunk, prefaultKick)
-	prefaultAhead, prefaultChunk, prefaultKick = 8<<10, 4<<10, 4<<10
+	defer func(a, c int64) { prefaultAhead, prefaultChunk = a, c }(prefaultAhead, prefaultChunk)
+	prefaultAhead, prefaultChunk = 8<<10, 4<<10
 	base := runtime.NumGoroutine()
 	dir := t.TempDir()
 	w, err := Open(dir, &Options{SegmentSize: 64 << 10, Sync: SyncNone})

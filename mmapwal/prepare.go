@@ -6,8 +6,8 @@ import (
 )
 
 // preparer keeps one segment of the default size created, preallocated,
-// mapped and its first pages prefaulted ahead of need, so that rotation is a header write
-// and two renames instead of a fallocate and a few thousand page faults.
+// mapped and its first pages prefaulted ahead of need, so that rotation is a
+// header write and two renames instead of a fallocate and page faults.
 type preparer struct {
 	dir  string
 	size int64

@@ -117,7 +117,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		w.prep.mu.Lock()
 		w.prep.startLocked()
 		w.prep.mu.Unlock()
-		w.prefaultKickAt = w.writeOff + prefaultKick
+		w.prefaultKickAt = w.writeOff + prefaultKick()
 		w.prep.startPrefault(w.active, w.writeOff)
 	}
 	w.wg.Add(1)

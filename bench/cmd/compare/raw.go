@@ -38,15 +38,21 @@ func rawCopy(dir string, recs [][]byte) (time.Duration, error) {
 	start := time.Now()
 	off := 0
 	for i, r := range recs {
-		h := m[off : off+rawHeaderSize]
-		p := m[off+rawHeaderSize : off+rawHeaderSize+len(r)]
-		copy(p, r)
-		binary.LittleEndian.PutUint32(h[0:4], uint32(len(r)))
-		binary.LittleEndian.PutUint64(h[8:16], uint64(i+1))
-		binary.LittleEndian.PutUint32(h[4:8], crc32.Checksum(p, castagnoli))
+		rawFrame(m[off:], r, uint64(i+1))
 		off += frame
 	}
 	return time.Since(start), nil
+}
+
+// rawFrame writes record r with seq into dst: length, CRC32C and seq in a
+// rawHeaderSize-byte header, then the payload.
+func rawFrame(dst, r []byte, seq uint64) {
+	h := dst[:rawHeaderSize]
+	p := dst[rawHeaderSize : rawHeaderSize+len(r)]
+	copy(p, r)
+	binary.LittleEndian.PutUint32(h[0:4], uint32(len(r)))
+	binary.LittleEndian.PutUint64(h[8:16], seq)
+	binary.LittleEndian.PutUint32(h[4:8], crc32.Checksum(p, castagnoli))
 }
 
 // rawMappedFile creates a fallocated file of size bytes in dir and maps it
@@ -103,12 +109,7 @@ func rawBatches(dir string, recs [][]byte, batchSize int, viaWrite bool) (time.D
 		}
 		n := 0
 		for j, r := range batch {
-			h := dst[n : n+rawHeaderSize]
-			p := dst[n+rawHeaderSize : n+rawHeaderSize+len(r)]
-			copy(p, r)
-			binary.LittleEndian.PutUint32(h[0:4], uint32(len(r)))
-			binary.LittleEndian.PutUint64(h[8:16], uint64(i+j+1))
-			binary.LittleEndian.PutUint32(h[4:8], crc32.Checksum(p, castagnoli))
+			rawFrame(dst[n:], r, uint64(i+j+1))
 			n += frame
 		}
 		if viaWrite {
