@@ -112,7 +112,18 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// the zeroing reached the disk.
 	count := seq + 1 - keep.firstSeq
 	// A checkpoint claims its records are durable: under SyncNone or
-	// SyncPeriodic the records kept may not be synced yet.
+	// SyncPeriodic the records kept may not be synced yet. Earlier segments
+	// first, in the flusher's order: recovery takes any checkpoint as proof
+	// that every earlier record was durable.
+	for _, s := range w.dirty {
+		if s.firstSeq < keep.firstSeq && s.sealed {
+			if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
+				err = fmt.Errorf("mmapwal: truncate: sync %s: %w", s.path, err)
+				w.fail(err)
+				return err
+			}
+		}
+	}
 	if err := w.syncSegmentLocked(keep, off); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)

@@ -227,3 +227,40 @@ func dirHash(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// Item: a later checkpoint is proof that the log went on, like a hint.
+func TestLaterCheckpointProvesTheLogWentOn(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		count uint64
+		flags uint32
+		proof bool
+	}{
+		{"checkpoint of records", 3, 0, true},
+		{"clean-close mark", 0, format.IndexClosed, true},
+		{"empty checkpoint proves nothing", 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeSegment(t, dir, 1, 11, fulls(1, 5, 0))
+			_, offs := writeSegment(t, dir, 11, 13, fulls(11, 15, 0)) // 6..10 missing, no hints
+			end := int64(format.SegmentHeaderSize)
+			if tc.count > 0 {
+				end = frameEnd(offs, int(tc.count)-1)
+			}
+			writeIndex(t, dir, 11, 13, tc.count, end, tc.flags, offs[:tc.count])
+			before := dirHash(t, dir)
+			rep, err := Recover(dir, nil)
+			if !tc.proof {
+				require.NoError(t, err)
+				assert.Equal(t, uint64(6), rep.NextSeq, "without proof: a torn tail")
+				return
+			}
+			var ce *format.CorruptError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, uint64(6), ce.Seq)
+			assert.Contains(t, ce.Reason, "6..10")
+			assert.Equal(t, before, dirHash(t, dir))
+		})
+	}
+}
