@@ -108,7 +108,9 @@ type Segment struct {
 	ScannedBytes int64
 }
 
-// Report is what recovery found and did.
+// Report is what recovery found and did. With Options.ReadOnly it is the
+// plan: TempRemoved, FilesRemoved, BytesZeroed and the Torn fields say what
+// Recover would remove, zero and cut, and nothing was.
 type Report struct {
 	Dir      string
 	Segments []Segment
