@@ -210,8 +210,17 @@ func crashLast(evs []crashEvent) string {
 // delay, kills it with SIGKILL and returns the complete event lines.
 func crashRunChild(t *testing.T, dir string, policy SyncPolicy, cycle, target int, delay time.Duration) ([]crashEvent, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelperWriter$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvPolicy+"="+strconv.Itoa(int(policy)), crashEnvCycle+"="+strconv.Itoa(cycle))
+	return crashRunChildTest(t, "^TestCrashHelperWriter$", []string{crashEnvDir + "=" + dir,
+		crashEnvPolicy + "=" + strconv.Itoa(int(policy)), crashEnvCycle + "=" + strconv.Itoa(cycle)}, cycle, target, delay)
+}
+
+// crashRunChildTest runs the helper test run (a -test.run pattern) as a
+// child with env added, as crashRunChild does; a child that kills itself
+// (target never reached) is waited for.
+func crashRunChildTest(t *testing.T, run string, env []string, cycle, target int, delay time.Duration) ([]crashEvent, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

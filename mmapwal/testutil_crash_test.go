@@ -176,6 +176,15 @@ type crashCheck struct {
 // may not have happened: the records it would remove are optional, but if
 // present they must still be exact.
 func crashVerify(w *WAL, base map[uint64]crashRecID, evs []crashEvent) (crashCheck, error) {
+	return crashVerifyFront(w, base, evs, false)
+}
+
+// crashVerifyFront is crashVerify for a log under MaxSegments retention
+// (frontCut): acknowledged records before the recovered FirstSeq may be gone
+// (retention dropped them), but the newest acknowledged record never is
+// (retention keeps the active segment), and every one from FirstSeq on is
+// present and exact.
+func crashVerifyFront(w *WAL, base map[uint64]crashRecID, evs []crashEvent, frontCut bool) (crashCheck, error) {
 	exp := make(map[uint64]crashRecID, len(base)+len(evs))
 	for s, id := range base {
 		exp[s] = id
@@ -279,8 +288,21 @@ func crashVerify(w *WAL, base map[uint64]crashRecID, evs []crashEvent) (crashChe
 		}
 	}
 	var lost []uint64
+	// Without truncations in these events, nothing but retention removed
+	// records, and retention keeps the newest.
+	truncated := false
+	for _, e := range evs {
+		truncated = truncated || strings.ContainsRune("bTfFx", rune(e.Kind))
+	}
+	var newest uint64
 	for s := range exp {
-		if optional(s) {
+		newest = max(newest, s)
+	}
+	if frontCut && !truncated && len(exp) > 0 && (last == 0 || first > newest) {
+		return res, fmt.Errorf("log [%d, %d]: retention dropped the newest acknowledged record %d", first, last, newest)
+	}
+	for s := range exp {
+		if optional(s) || (frontCut && s < first) {
 			continue
 		}
 		res.Required++
