@@ -35,7 +35,7 @@ const (
 	// crashEnvOpts, if set, overrides the child's options (config-change
 	// cycles): see crashConfig.
 	crashEnvOpts = "MMAPWAL_CRASH_CHILD_OPTS"
-	crashPrefix    = "@@ "
+	crashPrefix  = "@@ "
 )
 
 func crashChildOpts(p SyncPolicy) *Options {
