@@ -147,6 +147,14 @@ func (w *WAL) rotateLocked(need int64) error {
 	if err != nil {
 		return fmt.Errorf("mmapwal: new segment in %s: %w", w.dir, err)
 	}
+	if a := w.active; a != nil && a.firstSeq == w.nextSeq {
+		// The active segment holds no record (a TruncateBack cut at its
+		// start) and this frame does not fit in it: the new segment takes
+		// its name. The empty one goes first, so a file name never refers
+		// to two segments (a later drop of the old one would delete the
+		// new one's files).
+		w.dropEmptyActiveLocked()
+	}
 	if err := next.activate(w.dir, w.nextSeq); err != nil {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
@@ -167,6 +175,25 @@ func (w *WAL) rotateLocked(need int64) error {
 		w.kickFlusher()
 	}
 	return nil
+}
+
+// dropEmptyActiveLocked removes the active segment, which holds no record,
+// from the lists and deletes its files. Nothing is reserved in it, and no
+// record is lost if a crash follows: the log then ends with the segment
+// before it. A failure to delete is only logged: the new segment's rename
+// replaces whatever is left under the name. REQUIRES: w.mu held.
+func (w *WAL) dropEmptyActiveLocked() {
+	a := w.active
+	w.unlistLocked([]*segment{a})
+	w.active, w.writeOff = nil, 0
+	a.retire() // readers and the flusher hold a reference only briefly
+	err := a.unmap()
+	if rerr := a.removeFiles(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		w.log.Warn("mmapwal: removing an empty segment before reusing its name failed", "file", a.path, "err", err)
+	}
 }
 
 // write copies one frame into the mapping and records it in the index. A

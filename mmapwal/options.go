@@ -52,14 +52,39 @@ type Options struct {
 	SegmentSize   int64         // preallocated size of each segment file; default 64 MiB, at least 64 KiB
 	MaxRecordSize int           // largest payload accepted; default 16 MiB, at most 1 GiB
 	Sync          SyncPolicy    // default SyncAlways (the zero value)
-	SyncInterval  time.Duration // for SyncPeriodic; default 100 ms
+	SyncInterval  time.Duration // for SyncPeriodic; default 100 ms, at least 1 ms (MinSyncInterval)
 	FirstSeq      uint64        // seq of the first record of a new, empty log; default 1
 	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted
 	Logger        *slog.Logger  // nil = silent
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
+	// crashAt, if set, is called at named points of housekeeping, so that a
+	// test's child process can kill itself at exactly that point.
+	crashAt func(hookPoint)
 }
+
+// hookPoint names a point at which Options.crashAt is called.
+type hookPoint int
+
+const (
+	// hookReapUnlinked: the reaper has just unlinked one file of a dropped
+	// segment (wal.meta already covers it).
+	hookReapUnlinked hookPoint = iota + 1
+	// hookRetentionMeta: retention has made its new first seq durable and
+	// not yet removed anything.
+	hookRetentionMeta
+)
+
+func (o *Options) testHook(p hookPoint) {
+	if o.crashAt != nil {
+		o.crashAt(p)
+	}
+}
+
+// MinSyncInterval is the shortest SyncInterval accepted: a shorter period
+// spends a core on timer wake-ups while the log is idle.
+const MinSyncInterval = time.Millisecond
 
 // silentLogger drops everything: no level is enabled, so nothing is formatted.
 var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
@@ -91,8 +116,8 @@ func (o *Options) resolve() (Options, error) {
 	switch {
 	case r.SyncInterval == 0:
 		r.SyncInterval = DefaultSyncInterval
-	case r.SyncInterval < 0:
-		return bad("negative SyncInterval %v", r.SyncInterval)
+	case r.SyncInterval < MinSyncInterval:
+		return bad("SyncInterval %v below %v", r.SyncInterval, MinSyncInterval)
 	}
 	if r.FirstSeq == 0 {
 		r.FirstSeq = 1

@@ -10,60 +10,116 @@ import (
 	"github.com/mmapwal/wal/platform"
 )
 
-// TruncateFront drops every record before seq. Whole segments before seq
-// are deleted; the logical first seq is kept in wal.meta (written and synced
-// before any file is deleted, so a crash in between recovers to the same
-// state). seq > LastSeq+1 empties the log, and the next Append gets seq.
-// seq <= FirstSeq does nothing.
+// maxEmptyingSeq bounds the seq TruncateFront may empty the log to (the next
+// Append gets it): the same limit as Options.FirstSeq.
+const maxEmptyingSeq = 1 << 62
+
+// TruncateFront drops every record before seq. seq <= FirstSeq does nothing
+// (TruncateFront(0) included); seq > LastSeq+1 empties the log, and the next
+// Append gets seq (at most 2^62 unless the log is already past it).
+//
+// The cut is logical and durable before any file goes: the new first seq is
+// written to wal.meta and synced (appends go on meanwhile), then published.
+// The whole segments before seq are deleted afterwards, oldest first, by a
+// background goroutine that Close waits for; a crash at any point leaves
+// wal.meta and a suffix of those segments, which the next Open removes
+// (recovery rule 6). On an error writing wal.meta the log in memory is
+// unchanged, but the truncation may still take effect after a crash.
 func (w *WAL) TruncateFront(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return ErrClosed
 	}
 	if err := w.failed(); err != nil {
+		w.mu.Unlock()
 		return err
 	}
-	w.waitInFlightLocked()
-	if seq == 0 || seq > 1<<62 {
-		return fmt.Errorf("%w: TruncateFront(%d)", ErrNotFound, seq)
-	}
-	first, next := w.first.Load(), w.nextSeq
-	if seq <= first {
+	if seq <= w.first.Load() {
+		w.mu.Unlock()
 		return nil
 	}
+	if seq > w.nextSeq && seq > maxEmptyingSeq {
+		w.mu.Unlock()
+		return fmt.Errorf("%w: TruncateFront(%d) beyond LastSeq+1 and 2^62", ErrNotFound, seq)
+	}
+	w.mu.Unlock()
+	// Only truncations change the first seq or remove segments, and they
+	// all hold flushMu: what was decided above stays true while wal.meta is
+	// written without w.mu, so appenders are not held up by its syncs.
 	if err := w.writeMeta(seq); err != nil {
 		return err
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waitInFlightLocked()
 	list := w.segs.Load().segs
-	drop := map[*segment]bool{}
-	if seq >= next {
-		// Empty the log: every segment goes, and the next Append starts a
-		// new segment at seq.
-		for _, s := range list {
-			drop[s] = true
-		}
+	var drop []*segment
+	if seq >= w.nextSeq {
+		// Empty the log (appends meanwhile did not reach seq): every segment
+		// goes, and the next Append starts a new segment at seq. Its name is
+		// above every dropped segment's, so it never meets one of them.
+		drop = list
 		w.active, w.writeOff, w.nextSeq = nil, 0, seq
 		w.published.Store(seq - 1) // nothing in flight: w.mu held, waited above
 		w.synced.Store(seq - 1)
 	} else {
 		for i := 0; i+1 < len(list) && list[i+1].firstSeq <= seq; i++ {
-			drop[list[i]] = true
+			drop = append(drop, list[i])
 		}
 	}
 	w.first.Store(seq)
 	w.truncGen.Add(1)
-	return w.retireLocked(drop)
+	w.unlistLocked(drop)
+	w.reapLater(drop, w.nextSeq-1)
+	return nil
+}
+
+// unlistLocked takes segments out of the list and the dirty list; readers
+// that load the list afterwards no longer find them. REQUIRES: w.mu held.
+func (w *WAL) unlistLocked(drop []*segment) {
+	if len(drop) == 0 {
+		return
+	}
+	set := make(map[*segment]bool, len(drop))
+	for _, s := range drop {
+		set[s] = true
+	}
+	w.segs.Store(w.segs.Load().without(set))
+	dirty := w.dirty[:0]
+	for _, s := range w.dirty {
+		if !set[s] {
+			dirty = append(dirty, s)
+		}
+	}
+	clear(w.dirty[len(dirty):])
+	w.dirty = dirty
+}
+
+// frameAt reports whether a valid frame (header and checksum) of record seq
+// starts at off in s. Its length is bounded by the segment, not by today's
+// MaxRecordSize, which may be lower than when the record was written.
+func frameAt(s *segment, off int64, seq uint64) bool {
+	ok := false
+	_ = platform.CatchFault(func() {
+		h, _, st := format.DecodeFrame(s.data, off, s.seed, uint64(len(s.data)))
+		ok = st == format.FrameOK && h.Seq == seq
+	})
+	return ok
 }
 
 // TruncateBack drops every record after seq; the next Append gets seq+1.
 // seq < FirstSeq-1 is an error (ErrNotFound); seq >= LastSeq does nothing.
-// Later segments are deleted first (newest first), then the records kept
-// are synced, a "truncating" checkpoint is made durable, and the tail is
-// zeroed and synced; a crash at any point leaves the old log, a prefix of
-// it, or the truncated log — never a gap or a stale record.
+// Later segments are deleted first (newest first), then every record kept
+// is synced (whatever the policy: under SyncNone too, TruncateBack returns
+// with records FirstSeq..seq durable), a "truncating" checkpoint is made
+// durable, and the tail is zeroed and synced; a crash at any point leaves
+// the old log, a prefix of it, or the truncated log — never a gap or a
+// stale record. The cut point is the frame of seq+1, checked (seq and
+// checksum) before anything changes; an index entry that does not lead to
+// it is rebuilt from the segment first.
 func (w *WAL) TruncateBack(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
@@ -92,8 +148,17 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		}
 	}
 	off, ok := keep.idx.Get(seq + 1 - keep.firstSeq)
-	if !ok || off < format.SegmentHeaderSize {
-		return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no index entry for truncation point"}
+	if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
+		// Cutting at a wrong offset would zero kept records, or leave the
+		// old record to reappear after an index rebuild: find the frame by
+		// scanning, as reads do.
+		if err := w.rebuildIndex(keep, seq+1); err != nil {
+			return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, err)
+		}
+		off, ok = keep.idx.Get(seq + 1 - keep.firstSeq)
+		if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
+			return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no valid frame for the truncation point, even after an index rebuild"}
+		}
 	}
 	// From here on the log changes: readers see the new end first, and a
 	// failure leaves the WAL failed (reopen recovers a consistent state).
@@ -112,17 +177,11 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// the zeroing reached the disk.
 	count := seq + 1 - keep.firstSeq
 	// A checkpoint claims its records are durable: under SyncNone or
-	// SyncPeriodic the records kept may not be synced yet. Earlier segments
-	// first, in the flusher's order: recovery takes any checkpoint as proof
-	// that every earlier record was durable.
-	for _, s := range w.dirty {
-		if s.firstSeq < keep.firstSeq && s.sealed {
-			if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
-				err = fmt.Errorf("mmapwal: truncate: sync %s: %w", s.path, err)
-				w.fail(err)
-				return err
-			}
-		}
+	// SyncPeriodic the records kept may not be synced yet, in this segment
+	// or in earlier ones.
+	if err := w.syncKeptLocked(keep); err != nil {
+		w.fail(err)
+		return err
 	}
 	if err := w.syncSegmentLocked(keep, off); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
@@ -160,15 +219,38 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != keep {
 		w.dirty = append(w.dirty, keep)
 	}
-	if w.synced.Load() > seq {
-		w.synced.Store(seq)
-	}
+	w.synced.Store(seq) // every record kept was synced above
 	return nil
 }
 
-// retireLocked removes segments from the list, waits for their readers,
-// unmaps them and deletes their files (newest first), then syncs the
-// directory. REQUIRES: w.flushMu and w.mu held.
+// syncKeptLocked makes every dirty segment before keep durable, with its
+// final checkpoint, as the flusher does when it seals one. Those segments
+// are sealed (keep follows them) and hold only kept records.
+// REQUIRES: w.flushMu and w.mu held, no append in flight.
+func (w *WAL) syncKeptLocked(keep *segment) error {
+	n := 0
+	for _, s := range w.dirty {
+		if s.firstSeq >= keep.firstSeq || !s.sealed {
+			continue
+		}
+		if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
+			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
+		}
+		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd, 0)
+		if err := w.dur.syncIndex(s.idx); err != nil {
+			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.idx.Path(), err)
+		}
+		n++
+	}
+	w.dirty = w.dropSealed(w.dirty, n)
+	return nil
+}
+
+// retireLocked removes the segments after a TruncateBack's cut from the
+// list, waits for their readers, unmaps them and deletes their files newest
+// first (a crash part-way leaves a prefix of the log), then syncs the
+// directory. It runs before TruncateBack returns: the next rotation reuses
+// their names. REQUIRES: w.flushMu and w.mu held.
 func (w *WAL) retireLocked(drop map[*segment]bool) error {
 	if len(drop) == 0 {
 		return nil
@@ -202,31 +284,56 @@ func (w *WAL) retireLocked(drop map[*segment]bool) error {
 	return errors.Join(errs...)
 }
 
-// enforceMaxSegments deletes the oldest sealed segments beyond MaxSegments.
-// REQUIRES: w.flushMu held.
+// enforceMaxSegments drops the oldest sealed segments beyond MaxSegments,
+// exactly as TruncateFront to the first seq of the first segment kept: the
+// new first seq is made durable in wal.meta before anything goes, then
+// published, and the files are deleted oldest first in the background. A
+// crash at any point leaves wal.meta and a suffix of the dropped segments,
+// which the next Open removes (recovery rule 6) — never a hole.
+// REQUIRES: w.flushMu held (as every truncation).
 func (w *WAL) enforceMaxSegments() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	list := w.segs.Load().segs
-	excess := len(list) - w.opts.MaxSegments
-	if w.opts.MaxSegments <= 0 || excess <= 0 || w.closed {
+	if w.opts.MaxSegments <= 0 {
 		return nil
 	}
-	drop := map[*segment]bool{}
+	w.mu.Lock()
+	list := w.segs.Load().segs
+	excess := len(list) - w.opts.MaxSegments
+	if excess <= 0 || w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	var drop []*segment
 	for _, s := range list[:excess] {
 		if s == w.active || !s.sealed {
 			break
 		}
-		drop[s] = true
+		drop = append(drop, s)
 	}
 	if len(drop) == 0 {
+		w.mu.Unlock()
 		return nil
 	}
 	newFirst := list[len(drop)].firstSeq
+	published := drop[len(drop)-1].sealedLast
+	w.mu.Unlock()
+	// Without w.mu, as in TruncateFront: only truncations remove segments
+	// or move the first seq, and they hold flushMu like this call.
+	if newFirst > w.first.Load() {
+		if err := w.writeMeta(newFirst); err != nil {
+			return err
+		}
+	}
+	w.opts.testHook(hookRetentionMeta)
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if newFirst > w.first.Load() {
 		w.first.Store(newFirst)
 	}
-	return w.retireLocked(drop)
+	// Readers drop what they read ahead, as after TruncateFront.
+	w.truncGen.Add(1)
+	w.unlistLocked(drop)
+	w.reapLater(drop, published)
+	return nil
 }
 
 // writeMeta durably records the logical first seq: temporary file, sync,

@@ -77,6 +77,7 @@ type WAL struct {
 	wg           sync.WaitGroup
 
 	prep *preparer
+	reap reaper // deletes dropped segments off the append path (reaper.go)
 	st   counters
 	rec  RecoveryStats
 }
@@ -311,6 +312,7 @@ func (w *WAL) Close() error {
 	}
 	w.shut.Store(true)
 	w.unlockFlush()
+	w.reapWait() // no truncation can queue a job any more
 	if uerr := w.unmapAll(); err == nil {
 		err = uerr
 	}
