@@ -91,7 +91,10 @@ func (w *WAL) TruncateBack(seq uint64) error {
 			drop[s] = true
 		}
 	}
-	off, ok := keep.idx.Get(seq + 1 - keep.firstSeq)
+	off, ok, lerr := keep.idx.Lookup(seq + 1 - keep.firstSeq)
+	if lerr != nil {
+		return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, lerr)
+	}
 	if !ok || off < format.SegmentHeaderSize {
 		return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no index entry for truncation point"}
 	}
@@ -118,8 +121,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, format.IndexTruncating)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, format.IndexTruncating); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -136,8 +138,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, 0)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, 0); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -223,7 +224,7 @@ func (w *WAL) enforceMaxSegments() error {
 func (w *WAL) writeMeta(first uint64) error {
 	path := filepath.Join(w.dir, format.MetaName)
 	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
 	if err != nil {
 		return err
 	}

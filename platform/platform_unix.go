@@ -39,3 +39,17 @@ func flock(f *os.File) error {
 	}
 	return err
 }
+
+// flockDir opens dir read-only and flocks it. The lock lives on the
+// directory's inode, which cannot be unlinked while it holds the log.
+func flockDir(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(d); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}

@@ -105,6 +105,10 @@ func (windowsOps) unlock(f *os.File) error {
 	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
 }
 
+// lockDir: a directory handle cannot be locked on Windows; the lock file,
+// opened without FILE_SHARE_DELETE, cannot be deleted while held.
+func (windowsOps) lockDir(string) (*os.File, error) { return nil, nil }
+
 // renameMapped: a mapped file is not renamed on Windows. Unmap (mmap-go
 // flushes the view first) and close, rename, then open and map again; the
 // page cache keeps the contents, so nothing is read from disk.
