@@ -3,7 +3,6 @@ package mmapwal
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -79,16 +78,11 @@ func loadIdentity(dir string) (logID uint64, stored bool, err error) {
 // readSegmentHeader reads and decodes path's header; nil if it does not
 // decode (recovery's to judge).
 func readSegmentHeader(path string) (*format.SegmentHeader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("mmapwal: read header of %s: %w", path, err)
-	}
-	defer f.Close()
 	var b [format.SegmentHeaderSize]byte
-	if _, err := f.ReadAt(b[:], 0); errors.Is(err, io.EOF) {
-		return nil, nil
-	} else if err != nil {
+	if n, err := platform.ReadFileAt(path, b[:], 0); err != nil {
 		return nil, fmt.Errorf("mmapwal: read header of %s: %w", path, err)
+	} else if n < len(b) {
+		return nil, nil
 	}
 	h, err := format.DecodeSegmentHeader(b[:])
 	if err != nil {

@@ -34,7 +34,7 @@ func TestRelativeDirSurvivesChdir(t *testing.T) {
 	assert.Equal(t, filepath.Join(dirA, "wal"), wa.Dir(), "Dir is the absolute path resolved at Open")
 	ma.fill(t, wa, 10, 1000)
 
-	t.Chdir(dirB) // dirB/wal is another log
+	t.Chdir(dirB)             // dirB/wal is another log
 	ma.fill(t, wa, 300, 1000) // several rotations
 	require.Greater(t, len(wa.segs.Load().segs), 3)
 	cut := ma.next - 50

@@ -20,12 +20,13 @@ import (
 // Lock order: flushMu, then mu, then pubMu. Readers take none of
 // them: they load segs and published atomically.
 type WAL struct {
-	dir   string // absolute, resolved once at Open
-	logID uint64 // the log's identity (see identity.go)
-	opts  Options
+	dir  string // absolute, resolved once at Open
+	opts Options
 	log  *slog.Logger
 	dur  durability
 	lock *platform.Lock
+
+	logID uint64 // the log's identity (see identity.go), set by Open
 
 	// mu is the writer lock: it guards reservation (active, writeOff,
 	// nextSeq), the dirty list, segment sealing and list changes. Appenders

@@ -38,6 +38,28 @@ type osOps interface {
 	prefault(m []byte) error
 	prefaultRead(m []byte) error
 	openFile(path string, flag int, perm os.FileMode) (*os.File, error)
+	readFileAt(path string, b []byte, off int64) (int, error)
+}
+
+// ReadFileAt reads up to len(b) bytes at off from the file at path (fewer
+// only at the end of the file), without the cost of an *os.File: Open reads
+// every segment's header with it.
+func ReadFileAt(path string, b []byte, off int64) (int, error) {
+	return impl.readFileAt(path, b, off)
+}
+
+// readFileAtPortable is ReadFileAt through os.File.
+func readFileAtPortable(path string, b []byte, off int64) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := f.ReadAt(b, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
 }
 
 // OpenFile opens a file the way mmapwal needs it. On Windows the file is

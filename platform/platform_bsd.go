@@ -40,3 +40,7 @@ func (unixOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, 
 func (unixOps) prefault([]byte) error { return nil }
 
 func (unixOps) prefaultRead([]byte) error { return nil }
+
+func (unixOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return preadPath(path, b, off)
+}

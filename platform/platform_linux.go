@@ -58,3 +58,7 @@ func (linuxOps) prefault(m []byte) error {
 	}
 	return err
 }
+
+func (linuxOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return preadPath(path, b, off)
+}

@@ -97,3 +97,17 @@ func TestLockDirSurvivesDeletingTheLockFile(t *testing.T) {
 	_, err = LockDir(dir, "LOCK", 0o600)
 	require.ErrorIs(t, err, ErrLockHeld, "the directory itself is locked")
 }
+
+func TestReadFileAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(path, []byte("0123456789"), 0o600))
+	b := make([]byte, 4)
+	n, err := ReadFileAt(path, b, 2)
+	require.NoError(t, err)
+	assert.Equal(t, "2345", string(b[:n]))
+	n, err = ReadFileAt(path, b, 8)
+	require.NoError(t, err, "a short read at the end is not an error")
+	assert.Equal(t, "89", string(b[:n]))
+	_, err = ReadFileAt(path+"x", b, 0)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}

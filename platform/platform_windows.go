@@ -139,3 +139,7 @@ func (windowsOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byt
 func (windowsOps) prefault([]byte) error { return nil }
 
 func (windowsOps) prefaultRead([]byte) error { return nil }
+
+func (windowsOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return readFileAtPortable(path, b, off)
+}
