@@ -113,8 +113,7 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	if a := w.active; a.closedOnDisk {
 		// Once per clean reopen: the segment must stop claiming "zeros after
 		// the end" on disk before any new byte can be written back.
-		a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, 0)
-		if err := w.dur.syncIndex(a.idx); err != nil {
+		if err := w.checkpointLocked(a, w.nextSeq-a.firstSeq, w.writeOff, 0); err != nil {
 			return nil, 0, 0, 0, fmt.Errorf("mmapwal: reopen %s for appending: %w", a.idx.Path(), err)
 		}
 		a.closedOnDisk = false

@@ -76,7 +76,7 @@ func lowMaxRecordSizeReadable(t *testing.T) bool {
 	// The files as a process crash leaves them (page cache, not closed).
 	img := filepath.Join(t.TempDir(), "img")
 	require.NoError(t, os.MkdirAll(img, 0o755))
-	for name, b := range snapshotDir(t, dir) {
+	for name, b := range copyLogFiles(t, dir) {
 		require.NoError(t, os.WriteFile(filepath.Join(img, name), b, 0o644))
 	}
 	require.NoError(t, w.Close())

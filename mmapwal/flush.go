@@ -166,10 +166,9 @@ func (w *WAL) flushLocked(final bool) error {
 		err := w.syncSegmentLocked(s, end)
 		if err == nil {
 			if full {
-				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end, 0)
-				err = w.dur.syncIndex(s.idx)
+				err = w.checkpointLocked(s, d.last-s.firstSeq+1, d.end, 0)
 			} else if checkpoint {
-				s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
+				err = s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
 		s.release()
@@ -186,10 +185,14 @@ func (w *WAL) flushLocked(final bool) error {
 		// Close: the active segment's checkpoint, marked closed (nothing but
 		// zeros after it), makes the next Open read no frames.
 		w.mu.Lock()
+		var err error
 		if a := w.active; a != nil && w.published.Load() == w.nextSeq-1 {
-			a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, format.IndexClosed)
+			err = a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, format.IndexClosed)
 		}
 		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	if synced > 0 {
 		w.mu.Lock()

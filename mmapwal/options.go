@@ -1,10 +1,12 @@
 package mmapwal
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"time"
 
 	"github.com/mmapwal/wal/format"
@@ -56,6 +58,8 @@ type Options struct {
 	FirstSeq      uint64        // seq of the first record of a new, empty log; default 1
 	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted
 	Logger        *slog.Logger  // nil = silent
+	FileMode      os.FileMode   // permissions of files the log creates (before the umask); default 0600
+	DirMode       os.FileMode   // permissions of the directory if Open creates it (before the umask); default 0700
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
@@ -131,6 +135,10 @@ func (o *Options) resolve() (Options, error) {
 	if r.Logger == nil {
 		r.Logger = silentLogger
 	}
+	if r.FileMode&^os.ModePerm != 0 || r.DirMode&^os.ModePerm != 0 {
+		return bad("FileMode %v / DirMode %v: only permission bits", r.FileMode, r.DirMode)
+	}
+	r.FileMode, r.DirMode = cmp.Or(r.FileMode, 0o600), cmp.Or(r.DirMode, 0o700)
 	if r.hooks == nil {
 		r.hooks = osDurability{}
 	}

@@ -152,8 +152,8 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 	}); ferr != nil {
 		return &CorruptError{File: s.path, Offset: -1, Seq: seq, Reason: ferr.Error()}
 	}
-	for i, off := range r.Offsets {
-		s.idx.Set(i, off)
+	if err := s.idx.SetOffsets(0, r.Offsets); err != nil {
+		return err
 	}
 	w.st.indexRepairs.Add(1)
 	w.log.Warn("mmapwal: index entry failed its check; rebuilt index from segment",

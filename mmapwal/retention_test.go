@@ -244,7 +244,7 @@ func TestRetentionMetaBeforeDeletesOldestFirst(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(snaps) < 40 {
-			snaps = append(snaps, snapshotDir(t, dir))
+			snaps = append(snaps, copyLogFiles(t, dir))
 		}
 	}
 	w = mustOpen(t, dir, o2)
@@ -271,9 +271,9 @@ func TestRetentionMetaBeforeDeletesOldestFirst(t *testing.T) {
 	}
 }
 
-// snapshotDir copies the log files of dir (the page cache: what a process
+// copyLogFiles copies the log files of dir (the page cache: what a process
 // crash keeps).
-func snapshotDir(t *testing.T, dir string) map[string][]byte {
+func copyLogFiles(t *testing.T, dir string) map[string][]byte {
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	out := map[string][]byte{}

@@ -147,7 +147,10 @@ func (w *WAL) TruncateBack(seq uint64) error {
 			drop[s] = true
 		}
 	}
-	off, ok := keep.idx.Get(seq + 1 - keep.firstSeq)
+	off, ok, lerr := keep.idx.Lookup(seq + 1 - keep.firstSeq)
+	if lerr != nil {
+		return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, lerr)
+	}
 	if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
 		// Cutting at a wrong offset would zero kept records, or leave the
 		// old record to reappear after an index rebuild: find the frame by
@@ -155,7 +158,10 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		if err := w.rebuildIndex(keep, seq+1); err != nil {
 			return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, err)
 		}
-		off, ok = keep.idx.Get(seq + 1 - keep.firstSeq)
+		off, ok, lerr = keep.idx.Lookup(seq + 1 - keep.firstSeq)
+		if lerr != nil {
+			return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, lerr)
+		}
 		if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
 			return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no valid frame for the truncation point, even after an index rebuild"}
 		}
@@ -188,8 +194,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, format.IndexTruncating)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, format.IndexTruncating); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -206,8 +211,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, 0)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, 0); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -236,8 +240,7 @@ func (w *WAL) syncKeptLocked(keep *segment) error {
 		if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
 			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
 		}
-		s.idx.Checkpoint(s.sealedLast-s.firstSeq+1, s.sealedEnd, 0)
-		if err := w.dur.syncIndex(s.idx); err != nil {
+		if err := w.checkpointLocked(s, s.sealedLast-s.firstSeq+1, s.sealedEnd, 0); err != nil {
 			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.idx.Path(), err)
 		}
 		n++
@@ -341,7 +344,7 @@ func (w *WAL) enforceMaxSegments() error {
 func (w *WAL) writeMeta(first uint64) error {
 	path := filepath.Join(w.dir, format.MetaName)
 	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,13 @@ import (
 // Lock order: flushMu, then mu, then pubMu. Readers take none of
 // them: they load segs and published atomically.
 type WAL struct {
-	dir  string
+	dir  string // absolute, resolved once at Open
 	opts Options
 	log  *slog.Logger
 	dur  durability
 	lock *platform.Lock
+
+	logID uint64 // the log's identity (see identity.go), set by Open
 
 	// mu is the writer lock: it guards reservation (active, writeOff,
 	// nextSeq), the dirty list, segment sealing and list changes. Appenders
@@ -86,15 +88,25 @@ type WAL struct {
 // defaults. It recovers a crashed log (see package recovery): a torn tail is
 // cut, but damage that cannot be a torn tail fails with ErrCorrupt and
 // changes nothing. A second Open of the same directory fails with ErrLocked.
+//
+// A relative dir is resolved against the working directory once, here:
+// the log keeps using that directory whatever the working directory later
+// becomes (Dir returns the absolute path). Renaming or moving the directory
+// itself while the log is open is not supported.
 func Open(dir string, opts *Options) (*WAL, error) {
 	o, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mmapwal: open %s: %w", dir, err)
+	}
+	dir = abs
+	if err := os.MkdirAll(dir, o.DirMode); err != nil {
 		return nil, err
 	}
-	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
+	lk, err := platform.LockDir(dir, format.LockName, o.FileMode)
 	if err != nil {
 		if errors.Is(err, platform.ErrLockHeld) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
@@ -111,7 +123,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, err
 	}
 	w.warmUp()
-	w.prep = newPreparer(dir, o.SegmentSize, w.log)
+	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, w.log)
 	if w.active == nil {
 		w.prep.prepareNow()
 	} else {
@@ -126,13 +138,21 @@ func Open(dir string, opts *Options) (*WAL, error) {
 	return w, nil
 }
 
-// load runs recovery and maps what it found.
+// load checks the log's identity, runs recovery and maps what it found.
 func (w *WAL) load() error {
+	logID, stored, err := loadIdentity(w.dir)
+	if err != nil {
+		return err
+	}
 	rep, err := recovery.Recover(w.dir, &recovery.Options{
 		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true})
 	if err != nil {
 		return err
 	}
+	if logID == 0 {
+		logID = newSegmentID() // a new log, or one written before identities
+	}
+	w.logID = logID
 	w.rec = RecoveryStats{
 		BytesTruncated: rep.BytesZeroed, RecordsDropped: rep.RecordsDropped, TornFile: rep.TornFile,
 		TornOffset: rep.TornOffset, TempFilesRemoved: len(rep.TempRemoved), FilesRemoved: len(rep.FilesRemoved),
@@ -146,7 +166,7 @@ func (w *WAL) load() error {
 	}
 	synced := next - 1
 	for _, rs := range rep.Segments {
-		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, rs.Size)
+		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 		if err != nil {
 			return err
 		}
@@ -187,6 +207,12 @@ func (w *WAL) load() error {
 	}
 	w.first.Store(first)
 	w.synced.Store(synced) // durable-seq hints written from now on stay true
+	if !stored {
+		// Before any segment carrying the ID can be created.
+		if err := w.writeIdentity(logID); err != nil {
+			return err
+		}
+	}
 	if len(scanned) > 0 || w.rec.IndexesRebuilt > 0 {
 		w.log.Info("mmapwal: recovered", "dir", w.dir, "segments", len(list.segs), "next_seq", next,
 			"scanned_bytes", rep.ScannedBytes, "indexes_rebuilt", w.rec.IndexesRebuilt)
@@ -236,17 +262,17 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	capacity := format.IndexCapacity(s.size)
 	if rs.IndexOK {
 		if x, err := index.Open(rs.IndexPath, capacity); err == nil {
-			s.idx = x
-			for i, off := range rs.Offsets {
-				x.Set(int(rs.Trusted)+i, off)
+			if err := x.SetOffsets(int(rs.Trusted), rs.Offsets); err == nil {
+				s.idx = x
+				return nil
 			}
-			return nil
+			x.Close() // shrunk under us: rebuild
 		}
 	}
 	// Rebuild: recovery scanned this segment from its header, so Offsets
 	// covers every record.
 	w.rec.IndexesRebuilt++
-	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity)
+	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity, w.opts.FileMode)
 	if err != nil {
 		return err
 	}
@@ -257,10 +283,12 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, uint64(w.opts.MaxRecordSize), true)
 		rs.Offsets = r.Offsets
 	}
-	for i, off := range rs.Offsets {
-		x.Set(i, off)
+	if err := x.SetOffsets(0, rs.Offsets); err != nil {
+		return err
 	}
-	x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0)
+	if err := x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0); err != nil {
+		return err
+	}
 	if err := w.dur.syncIndex(x); err != nil {
 		return err
 	}
@@ -285,7 +313,8 @@ func (w *WAL) LastSeq() uint64 {
 	return last
 }
 
-// Dir is the directory the log lives in.
+// Dir is the directory the log lives in, as an absolute path (a relative
+// path given to Open is resolved once, at Open).
 func (w *WAL) Dir() string { return w.dir }
 
 // Close syncs whatever the policy, unmaps, and releases the directory lock.

@@ -794,7 +794,7 @@ func TestCloseLeavesOnlyLogFiles(t *testing.T) {
 			assert.Equal(t, format.IndexFileSize(format.IndexCapacity(MinSegmentSize)), fi.Size())
 			continue
 		}
-		assert.Contains(t, []string{format.LockName}, n, "no prepared or temporary file left behind")
+		assert.Contains(t, []string{format.LockName, format.IdentityName}, n, "no prepared or temporary file left behind")
 	}
 	assert.Positive(t, segs)
 }

@@ -54,7 +54,7 @@ type RepairReport struct {
 // cannot read a file (the error names it).
 func Repair(dir string, opts *Options) (*RepairReport, error) {
 	o := opts.withDefaults()
-	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
+	lk, err := platform.LockDir(dir, format.LockName, 0o600)
 	if err != nil {
 		if errors.Is(err, platform.ErrLockHeld) {
 			return nil, fmt.Errorf("repair %s: %w", dir, format.ErrLocked)
