@@ -63,7 +63,9 @@ func (w *WAL) TruncateFront(seq uint64) error {
 // Later segments are deleted first (newest first), then the records kept
 // are synced, a "truncating" checkpoint is made durable, and the tail is
 // zeroed and synced; a crash at any point leaves the old log, a prefix of
-// it, or the truncated log — never a gap or a stale record.
+// it, or the truncated log — never a gap or a stale record. Appends in
+// progress return first (see Append); Readers that returned a record it cut
+// stop with ErrTruncated (see Reader).
 func (w *WAL) TruncateBack(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
@@ -76,6 +78,9 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		return err
 	}
 	w.waitInFlightLocked()
+	if err := w.settleAppendersLocked(); err != nil {
+		return err
+	}
 	first, last := w.first.Load(), w.nextSeq-1
 	if seq+1 < first {
 		return fmt.Errorf("%w: TruncateBack(%d) before FirstSeq-1 (%d)", ErrNotFound, seq, first-1)
@@ -98,7 +103,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// From here on the log changes: readers see the new end first, and a
 	// failure leaves the WAL failed (reopen recovers a consistent state).
 	w.published.Store(seq) // nothing in flight: w.mu held, waited above
-	w.truncGen.Add(1)
+	w.noteTruncateBack(seq)
 	if err := w.retireLocked(drop); err != nil {
 		w.fail(err)
 		return err
