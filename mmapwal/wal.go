@@ -37,8 +37,8 @@ type WAL struct {
 	// prefault loop is next told to move its window.
 	prefaultKickAt int64
 	dirty          []*segment // segments with unsynced bytes, oldest first
-	closed         bool       // Close was called: no more appends
-	released       bool       // Close finished: unmapped, lock released (see Close)
+	closed         bool
+	released       bool
 	appended       uint64 // records reserved since Open (for Stats)
 	batches        uint64
 	bytes          uint64
@@ -52,7 +52,10 @@ type WAL struct {
 	// inflight counts appends between their reservation and their return;
 	// TruncateBack waits for them (settleAppendersLocked).
 	inflight atomic.Int64
-	closeMu  sync.Mutex // serialises Close calls
+	// closeMu serialises Close calls. closed (under mu): Close was called,
+	// no more appends; released (under mu): Close finished, the log is
+	// unmapped and unlocked. Between the two after a transient failure.
+	closeMu sync.Mutex
 
 	// Publication: records become visible in seq order, once their frame and
 	// index entry are written. published is the last visible seq.
