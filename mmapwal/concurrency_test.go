@@ -43,9 +43,10 @@ import (
 //     it); reads fail only with ErrNotFound (or ErrTruncated for Readers);
 //     once Close has begun, anything may return ErrClosed, nothing else.
 //  5. Quiescent (after the first phase) and after Close and reopen: every
-//     seq in [FirstSeq, LastSeq] holds the payload of the append that
-//     returned it last (an append that reuses a seq after a TruncateBack
-//     returns after the one it replaced), read by Read, a Reader and Replay.
+//     seq in [FirstSeq, LastSeq] holds, by Read and by Replay, the payload
+//     of an append that returned that seq and was not followed by another
+//     append of the same seq that began after it returned (that one was
+//     reserved after a TruncateBack cut the first).
 func TestConcurrentModel(t *testing.T) {
 	for _, p := range []SyncPolicy{SyncAlways, SyncPeriodic, SyncNone} {
 		for _, maxSegs := range []int{0, 3} {
