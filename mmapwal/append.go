@@ -2,6 +2,8 @@ package mmapwal
 
 import (
 	"fmt"
+	"runtime"
+	"time"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -10,6 +12,14 @@ import (
 // Append adds a record and returns its seq. Under SyncAlways it returns once
 // the record is durable; otherwise once it is in the mapping (it survives a
 // crash of this process). An empty record is valid.
+//
+// An Append racing a TruncateBack is ordered entirely before or entirely
+// after it: TruncateBack waits for the appends in progress to return. So a
+// racing Append returns its seq (under SyncAlways, durable), and the record
+// then stays or is cut like any record appended before the TruncateBack; or
+// it starts after the truncation and gets a seq after the new end. It never
+// waits for a seq the truncation took away. An error means the record is
+// not acknowledged, as always.
 func (w *WAL) Append(data []byte) (uint64, error) {
 	if len(data) > w.opts.MaxRecordSize {
 		return 0, fmt.Errorf("%w: %d bytes, MaxRecordSize is %d", ErrTooLarge, len(data), w.opts.MaxRecordSize)
@@ -21,10 +31,14 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, seq, durable, err := w.reserveLocked(size, 1)
+	if err == nil {
+		w.inflight.Add(1) // under w.mu: TruncateBack sees it (settleAppendersLocked)
+	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
+	defer w.inflight.Add(-1)
 	if err := w.write(seg, off, seq, durable, format.KindFull, data); err != nil {
 		return 0, err
 	}
@@ -42,7 +56,8 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 // AppendBatch adds records with consecutive seqs and returns the first. The
 // batch is atomic: after a crash either all its records are present or none.
 // A batch never spans segments; one larger than a segment gets a segment
-// sized to fit. An empty batch returns (0, nil) and appends nothing.
+// sized to fit. An empty batch returns (0, nil) and appends nothing. Against
+// a racing TruncateBack it behaves as Append.
 func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	if len(records) == 0 {
 		return 0, nil
@@ -64,10 +79,14 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, first, durable, err := w.reserveLocked(size, n)
+	if err == nil {
+		w.inflight.Add(1)
+	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
+	defer w.inflight.Add(-1)
 	p := off
 	for i, r := range records {
 		kind := byte(format.KindMiddle)
@@ -270,4 +289,35 @@ func (w *WAL) waitInFlightLocked() {
 		w.pubCond.Wait()
 	}
 	w.pubMu.Unlock()
+}
+
+// settleAppendersLocked lets every append in progress return before a
+// TruncateBack changes the log, so that each one is ordered entirely before
+// the truncation (see Append). Without it, an append waiting for publication
+// or for its sync could wait for a seq the log no longer reaches. Under
+// SyncAlways it first makes everything published durable and ends the
+// current flush round, since the waiters cannot lead one while flushMu is
+// held. On error nothing was changed and the truncation must not proceed.
+// REQUIRES: w.flushMu and w.mu held (no new reservations), after
+// waitInFlightLocked.
+func (w *WAL) settleAppendersLocked() error {
+	if w.inflight.Load() == 0 {
+		return nil
+	}
+	if w.opts.Sync == SyncAlways && w.synced.Load() < w.published.Load() {
+		if err := w.flushRound(false, true); err != nil {
+			return err
+		}
+	}
+	w.endRound()
+	for i := 0; w.inflight.Load() > 0; i++ {
+		// Every one of them is past publication and about to return:
+		// nothing it still needs is held here.
+		if i < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	return nil
 }

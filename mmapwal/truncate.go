@@ -119,7 +119,9 @@ func frameAt(s *segment, off int64, seq uint64) bool {
 // the old log, a prefix of it, or the truncated log — never a gap or a
 // stale record. The cut point is the frame of seq+1, checked (seq and
 // checksum) before anything changes; an index entry that does not lead to
-// it is rebuilt from the segment first.
+// it is rebuilt from the segment first. Appends in progress return first
+// (see Append); Readers that returned a record it cut stop with
+// ErrTruncated (see Reader).
 func (w *WAL) TruncateBack(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
@@ -132,6 +134,9 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		return err
 	}
 	w.waitInFlightLocked()
+	if err := w.settleAppendersLocked(); err != nil {
+		return err
+	}
 	first, last := w.first.Load(), w.nextSeq-1
 	if seq+1 < first {
 		return fmt.Errorf("%w: TruncateBack(%d) before FirstSeq-1 (%d)", ErrNotFound, seq, first-1)
@@ -169,7 +174,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// From here on the log changes: readers see the new end first, and a
 	// failure leaves the WAL failed (reopen recovers a consistent state).
 	w.published.Store(seq) // nothing in flight: w.mu held, waited above
-	w.truncGen.Add(1)
+	w.noteTruncateBack(seq)
 	if err := w.retireLocked(drop); err != nil {
 		w.fail(err)
 		return err

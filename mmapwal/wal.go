@@ -40,6 +40,7 @@ type WAL struct {
 	prefaultKickAt int64
 	dirty          []*segment // segments with unsynced bytes, oldest first
 	closed         bool
+	released       bool
 	appended       uint64 // records reserved since Open (for Stats)
 	batches        uint64
 	bytes          uint64
@@ -49,6 +50,14 @@ type WAL struct {
 	// truncGen changes with every truncation, so Readers drop what they
 	// read ahead (a seq may now hold another record, or none).
 	truncGen atomic.Uint64
+	cuts     cutLog // where recent TruncateBacks cut, for Readers (read.go)
+	// inflight counts appends between their reservation and their return;
+	// TruncateBack waits for them (settleAppendersLocked).
+	inflight atomic.Int64
+	// closeMu serialises Close calls. closed (under mu): Close was called,
+	// no more appends; released (under mu): Close finished, the log is
+	// unmapped and unlocked. Between the two after a transient failure.
+	closeMu sync.Mutex
 
 	// Publication: records become visible in seq order, once their frame and
 	// index entry are written. published is the last visible seq.
@@ -318,30 +327,56 @@ func (w *WAL) LastSeq() uint64 {
 func (w *WAL) Dir() string { return w.dir }
 
 // Close syncs whatever the policy, unmaps, and releases the directory lock.
-// Later calls, and calls of other methods, return ErrClosed.
+// Appends fail with ErrClosed as soon as Close is called.
+//
+// If the final sync fails with an error that lost nothing (opening the
+// directory for its sync failed with EMFILE, ENFILE or ENOMEM), Close returns
+// that error and keeps the log mapped and locked: Sync or Close may be called
+// again and succeed once the cause is gone, and Close must be, to release the
+// directory. Any other error (an fsync or msync failure: the kernel may have
+// dropped the data) is final: Close releases everything and returns it.
+// After a Close that released the log, every call returns ErrClosed.
 func (w *WAL) Close() error {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
 	w.mu.Lock()
-	if w.closed {
+	if w.released {
 		w.mu.Unlock()
 		return ErrClosed
 	}
+	retry := w.closed // an earlier Close failed transiently: stopped already
 	w.closed = true
-	w.waitInFlightLocked()
+	if !retry {
+		w.waitInFlightLocked()
+	}
 	w.mu.Unlock()
 
-	close(w.done)
-	w.wg.Wait()
-	w.prep.close()
+	if !retry {
+		close(w.done)
+		w.wg.Wait()
+		w.prep.close()
+	}
 	// The final round: everything published becomes durable, the active
 	// segment is checkpointed as closed, and no round may follow (shut).
 	w.lockFlush()
 	err := w.flushLocked(true)
 	if err == nil && w.active != nil {
-		err = w.dur.syncIndex(w.active.idx)
+		if err = w.dur.syncIndex(w.active.idx); err != nil {
+			err = fmt.Errorf("mmapwal: sync %s: %w", w.active.idx.Path(), err)
+			w.fail(err)
+		}
+	}
+	if err != nil && isTransient(err) && w.failed() == nil {
+		w.unlockFlush()
+		w.log.Warn("mmapwal: close could not sync; call Close again", "dir", w.dir, "err", err)
+		return err
 	}
 	w.shut.Store(true)
 	w.unlockFlush()
 	w.reapWait() // no truncation can queue a job any more
+	w.mu.Lock()
+	w.released = true
+	w.mu.Unlock()
 	if uerr := w.unmapAll(); err == nil {
 		err = uerr
 	}
