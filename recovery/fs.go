@@ -43,7 +43,6 @@ var _ fileSystem = osFS{}
 
 func (osFS) ReadDir(dir string) ([]fs.DirEntry, error) { return os.ReadDir(dir) }
 func (osFS) ReadFile(path string) ([]byte, error)      { return os.ReadFile(path) }
-func (osFS) Open(path string) (file, error)            { return wrapOS(os.Open(path)) }
 func (osFS) OpenWrite(path string) (file, error) {
 	return wrapOS(platform.OpenFile(path, os.O_RDWR, 0))
 }
