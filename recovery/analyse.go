@@ -7,7 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -109,14 +112,17 @@ func analyse(fsys fileSystem, dir string, o Options, strict bool) (*dirFacts, er
 		return nil, err
 	}
 	f.stop = len(segs)
+	pre := prefetch(fsys, segs, o, strict)
 	for i, sn := range segs {
 		last := i == len(segs)-1
 		var next uint64
 		if !last {
 			next = segs[i+1].seq
 		}
-		s, err := analyseSegment(fsys, sn, last, next, o, strict)
-		if err != nil {
+		var s segFacts
+		if pre != nil && pre[i].done {
+			s = pre[i].facts
+		} else if s, err = analyseSegment(fsys, sn, last, next, o, strict); err != nil {
 			return nil, err
 		}
 		f.segs = append(f.segs, s)
@@ -222,11 +228,83 @@ func listDir(fsys fileSystem, dir string) (*dirFacts, []segName, error) {
 		}
 	}
 	slices.SortFunc(segs, func(a, b segName) int { return cmpU64(a.seq, b.seq) })
+	slices.Sort(f.temps)
 	for len(segs) > 1 && f.metaFirst != 0 && segs[1].seq <= f.metaFirst {
 		f.beforeMeta = append(f.beforeMeta, segs[0])
 		segs = segs[1:]
 	}
 	return f, segs, nil
+}
+
+// prefetchMin is the number of segments from which prefetch reads ahead in
+// parallel: below it, a sequential pass costs less than the goroutines.
+const prefetchMin = 256
+
+type prefetched struct {
+	facts segFacts
+	done  bool
+}
+
+// prefetch analyses, in parallel, the segments before the last that the
+// common case settles from a few bytes each (see endAtCheckpoint): at 9
+// system calls per segment, a sequential pass over 10,000 segments takes
+// ~50 ms of system time alone. Everything else, including every error, is
+// left to the sequential pass (done false), which redoes that segment's
+// analysis in seq order: so the rules see the same facts, and an I/O error
+// aborts the analysis with the same file named, as without the prefetch.
+// nil when the log is small, or every segment must be scanned.
+func prefetch(fsys fileSystem, segs []segName, o Options, strict bool) []prefetched {
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(segs) < prefetchMin || strict || o.Full || workers < 2 {
+		return nil
+	}
+	out := make([]prefetched, len(segs))
+	const batch = 64
+	var claimed atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				from := int(claimed.Add(batch)) - batch
+				if from >= len(segs)-1 {
+					return
+				}
+				for i := from; i < min(from+batch, len(segs)-1); i++ {
+					s, done, err := analyseClean(fsys, segs[i], segs[i+1].seq, o)
+					out[i] = prefetched{facts: s, done: done && err == nil}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// analyseClean is analyseSegment for a segment before the last, when
+// endAtCheckpoint settles it (done); it never maps the segment.
+func analyseClean(fsys fileSystem, sn segName, next uint64, o Options) (s segFacts, done bool, err error) {
+	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
+	sf, err := openSegmentFile(fsys, sn.path)
+	if err != nil {
+		return s, false, err
+	}
+	defer func() {
+		if cerr := sf.close(); err == nil {
+			err = cerr
+		}
+	}()
+	s.size = sf.size
+	if err := readHeader(&s, sf); err != nil || s.header != headerOK {
+		return s, false, err
+	}
+	if s.ck, err = readCheckpoint(fsys, &s, sf, false); err != nil || s.ck.state != indexValid {
+		return s, false, err
+	}
+	s.start, s.trusted = s.ck.end, s.ck.count
+	done, err = endAtCheckpoint(&s, sf, false, next, o, false)
+	return s, done, err
 }
 
 // analyseSegment checks the header, takes the index checkpoint if it holds,

@@ -298,3 +298,64 @@ func TestCleanSegmentsAreReadNotMapped(t *testing.T) {
 		}
 	}
 }
+
+// manySegments builds n segments of 5 records each, with checkpoints, so
+// that the analysis reads ahead in parallel (prefetchMin).
+func manySegments(t *testing.T, n int) (dir string, segs []string) {
+	t.Helper()
+	dir = t.TempDir()
+	for i := 0; i < n; i++ {
+		first, id := uint64(1+5*i), uint64(100+i)
+		p, offs := writeSegment(t, dir, first, id, fulls(first, first+4, 0))
+		writeIndex(t, dir, first, id, 5, frameEnd(offs, 4), 0, offs)
+		segs = append(segs, p)
+	}
+	return dir, segs
+}
+
+// The parallel read-ahead of a large log changes neither the facts nor
+// the error policy: the result is the sequential one, a failure to read a
+// segment aborts naming it, and damage is judged in seq order.
+func TestPrefetchKeepsTheRules(t *testing.T) {
+	n := prefetchMin + 40
+	dir, segs := manySegments(t, n)
+	efs := newErrFS(t)
+	rep, err := Recover(dir, &Options{fs: efs, ReadOnly: true})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1+5*n), rep.NextSeq)
+	require.Len(t, rep.Segments, n)
+	for i, s := range rep.Segments {
+		assert.Equal(t, uint64(5), s.Count)
+		assert.Equal(t, uint64(5), s.Trusted, "segment %d", i)
+		assert.True(t, s.IndexOK)
+	}
+	full, err := Recover(dir, &Options{ReadOnly: true, Full: true}) // sequential, every segment scanned
+	require.NoError(t, err)
+	assert.Equal(t, full.NextSeq, rep.NextSeq)
+	for _, op := range efs.log() {
+		assert.NotEqual(t, "map "+filepath.Base(segs[n/2]), op)
+	}
+
+	before := dirHash(t, dir)
+	for _, rule := range []fsRule{
+		{op: "readat", path: filepath.Base(segs[n/2]), err: syscall.EIO},
+		{op: "open", path: format.IndexName(1 + 5*uint64(n/3)), err: syscall.EMFILE},
+		{op: "stat", path: filepath.Base(segs[n-2]), err: syscall.EIO},
+	} {
+		_, err := Recover(dir, &Options{fs: newErrFS(t, rule)})
+		require.Error(t, err, "%v", rule)
+		assert.ErrorIs(t, err, rule.err)
+		assert.Contains(t, err.Error(), rule.path)
+		assert.Equal(t, before, dirHash(t, dir))
+	}
+
+	// Damage in two places: the first in seq order is reported.
+	patch(t, segs[n/2], 20, []byte{0xff})
+	patch(t, segs[n/4], 20, []byte{0xff})
+	before = dirHash(t, dir)
+	_, err = Recover(dir, nil)
+	var ce *format.CorruptError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, segs[n/4], ce.File)
+	assert.Equal(t, before, dirHash(t, dir))
+}
