@@ -18,61 +18,26 @@ import (
 // identities existed carry zero and are accepted unchecked: a foreign file
 // of that age cannot be told apart. See format's package doc.
 
-// loadIdentity reads the log ID from wal.id and checks every segment header
-// in dir against it. It runs before recovery, so a foreign file is refused
-// before anything on disk changes: recovery would otherwise judge the log
-// with the foreign records in it (and could cut a torn tail at the seam).
-//
-// With no wal.id, the log ID of the oldest segment that has one is adopted
-// (a copy that kept only the segments); stored then says wal.id must be
-// written. A log ID of 0 means none was found: a new log, or one written
-// before identities.
-//
-// Headers that cannot be decoded are left to recovery, which knows whether
-// they are a torn tail or corruption; a file that cannot be read fails Open.
+// loadIdentity reads the log ID from wal.id; stored false means there is
+// none (a new log, a log written before identities, or a copy that kept
+// only the segments): the caller then adopts the log ID recovery found in
+// the segments, or makes one, and writes wal.id. The segments themselves
+// are checked by recovery's analysis (recovery.Options.LogID), before
+// anything on disk changes: recovery would otherwise judge the log with the
+// foreign records in it (and could cut a torn tail at the seam).
 func loadIdentity(dir string) (logID uint64, stored bool, err error) {
 	idPath := filepath.Join(dir, format.IdentityName)
 	b, err := os.ReadFile(idPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		return 0, false, nil
 	case err != nil:
 		return 0, false, fmt.Errorf("mmapwal: read %s: %w", idPath, err)
-	default:
-		if logID, err = format.DecodeIdentity(b); err != nil {
-			return 0, false, &CorruptError{File: idPath, Offset: 0, Reason: err.Error()}
-		}
-		stored = true
 	}
-	entries, err := os.ReadDir(dir) // sorted by name: the fixed-width names sort by seq
-	if err != nil {
-		return 0, false, err
+	if logID, err = format.DecodeIdentity(b); err != nil {
+		return 0, false, &CorruptError{File: idPath, Offset: 0, Reason: err.Error()}
 	}
-	adoptedFrom := ""
-	for _, e := range entries {
-		if _, ok := format.ParseSegmentName(e.Name()); !ok || !e.Type().IsRegular() {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		h, err := readSegmentHeader(path)
-		if err != nil {
-			return 0, false, err
-		}
-		if h == nil || h.LogID == 0 {
-			continue
-		}
-		if logID == 0 {
-			logID, adoptedFrom = h.LogID, path
-			continue
-		}
-		if err := checkOwner(path, *h, logID); err != nil {
-			if adoptedFrom != "" {
-				return 0, false, fmt.Errorf("%w (%s is missing; log ID %016x adopted from %s)", err,
-					format.IdentityName, logID, adoptedFrom)
-			}
-			return 0, false, err
-		}
-	}
-	return logID, stored, nil
+	return logID, true, nil
 }
 
 // readSegmentHeader reads and decodes path's header; nil if it does not

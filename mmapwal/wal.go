@@ -154,9 +154,12 @@ func (w *WAL) load() error {
 		return err
 	}
 	rep, err := recovery.Recover(w.dir, &recovery.Options{
-		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true})
+		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true, LogID: logID})
 	if err != nil {
 		return err
+	}
+	if logID == 0 {
+		logID = rep.LogID // no wal.id: the segments' (recovery checked they agree)
 	}
 	if logID == 0 {
 		logID = newSegmentID() // a new log, or one written before identities

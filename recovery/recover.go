@@ -25,7 +25,9 @@
 //     synced, and neither was any later one (the first sync of a segment
 //     covers its header, and segments are synced in order): it and the later
 //     segments are removed, unless rule 4 finds proof of a sync. Any other
-//     bad header is corruption.
+//     bad header is corruption, and so is a header of another log (a log ID
+//     other than Options.LogID, or than the first segment's): that one is
+//     found by the analysis, before any other rule is applied.
 //  3. A valid index checkpoint (count, end offset) is trusted: those records
 //     were synced before it was written. Frames after it are scanned; at the
 //     first frame that fails its checksum, size bound, seq continuity or batch
@@ -81,6 +83,16 @@ type Options struct {
 	Full          bool         // ignore index checkpoints: scan and verify every record
 	ReadOnly      bool         // only analyse and plan; change nothing on disk
 	Offsets       bool         // fill Segment.Offsets for scanned records
+	// LogID is the identity of the log (mmapwal keeps it in wal.id; see
+	// format.SegmentHeader.LogID). When non-zero, a segment whose header
+	// carries a different non-zero log ID is a file of another log: Recover
+	// and Repair fail with ErrCorrupt naming it, and nothing changes. When
+	// zero, the first segment (in seq order) with a non-zero log ID defines
+	// it, and every other segment that carries one must match. A log ID of
+	// zero in a header (a segment written before log identities) is
+	// accepted either way. The check is part of the analysis: a foreign
+	// file is refused before recovery could judge it a torn tail.
+	LogID uint64
 
 	fs fileSystem // nil: the OS; tests inject failures here
 }
@@ -119,6 +131,9 @@ type Report struct {
 	// NextSeq is the seq the next append gets (0 if the directory holds no
 	// segments and no meta: the caller's default applies).
 	NextSeq uint64
+	// LogID is the log's identity as checked: Options.LogID when it was
+	// set, else the log ID the segments carry (0 if none carries one).
+	LogID uint64
 
 	TempRemoved    []string
 	FilesRemoved   []string // segments and indexes removed (torn tail, truncated front)
@@ -146,7 +161,7 @@ func Recover(dir string, opts *Options) (*Report, error) {
 	if p.corrupt != nil {
 		return nil, p.corrupt
 	}
-	rep := &Report{Dir: dir, Segments: p.segs, MetaFirst: facts.metaFirst, NextSeq: p.nextSeq,
+	rep := &Report{Dir: dir, Segments: p.segs, MetaFirst: facts.metaFirst, NextSeq: p.nextSeq, LogID: facts.logID,
 		TempRemoved: p.temps, FilesRemoved: p.remove, RecordsDropped: p.dropped,
 		IndexesInvalid: p.invalid, ScannedBytes: p.scanned}
 	if c := p.cut; c != nil {
