@@ -33,6 +33,10 @@ func (w *WAL) flushLoop() {
 		case <-tick:
 		}
 		if w.opts.Sync == SyncNone {
+			if w.dirtyOverCache() {
+				_ = w.flush(false) // lets unsynced sealed segments be unmapped (mapcache.go)
+				continue
+			}
 			// SyncNone syncs only on Sync() and Close(); rotation still
 			// kicks, for MaxSegments.
 			if w.opts.MaxSegments > 0 {
@@ -160,19 +164,26 @@ func (w *WAL) flushLocked(final bool) error {
 				}
 			}
 		}
-		if !s.acquire() {
-			continue // retired by truncation meanwhile
+		if ok, perr := s.pin(); !ok {
+			if perr == nil {
+				continue // retired by truncation meanwhile
+			}
+			err := fmt.Errorf("mmapwal: sync %s: %w", s.path, perr)
+			w.fail(err)
+			return err
 		}
 		err := w.syncSegmentLocked(s, end)
 		if err == nil {
 			if full {
 				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end, 0)
-				err = w.dur.syncIndex(s.idx)
+				if err = w.dur.syncIndex(s.idx); err == nil {
+					w.cache.manage(s)
+				}
 			} else if checkpoint {
 				s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
-		s.release()
+		s.unpin()
 		if err != nil {
 			err = fmt.Errorf("mmapwal: sync %s: %w", s.path, err)
 			w.fail(err)
@@ -212,10 +223,13 @@ func (w *WAL) flushLocked(final bool) error {
 // a live segment). Every record up to seq is published, so its entry is set.
 func (w *WAL) endOf(seq uint64) (*segment, int64) {
 	s := w.segs.Load().find(seq)
-	if s == nil || !s.acquire() {
+	if s == nil {
 		return nil, 0
 	}
-	defer s.release()
+	if ok, _ := s.pin(); !ok {
+		return nil, 0 // dirty segments are never unmapped: it was retired
+	}
+	defer s.unpin()
 	var end int64
 	_ = platform.CatchFault(func() {
 		off, ok := s.idx.Get(seq - s.firstSeq)

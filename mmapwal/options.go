@@ -56,6 +56,10 @@ type Options struct {
 	FirstSeq      uint64        // seq of the first record of a new, empty log; default 1
 	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted
 	Logger        *slog.Logger  // nil = silent
+	// MaxMappedSegments bounds the sealed segments kept mapped (2 mappings
+	// each, and on Windows 2 handles); others are mapped again when read.
+	// 0 = DefaultMaxMappedSegments.
+	MaxMappedSegments int
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
@@ -102,6 +106,12 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.MaxSegments < 0 {
 		return bad("negative MaxSegments %d", r.MaxSegments)
+	}
+	switch {
+	case r.MaxMappedSegments == 0:
+		r.MaxMappedSegments = DefaultMaxMappedSegments
+	case r.MaxMappedSegments < 0:
+		return bad("negative MaxMappedSegments %d", r.MaxMappedSegments)
 	}
 	if r.Logger == nil {
 		r.Logger = silentLogger

@@ -49,14 +49,21 @@ func (w *WAL) read(dst []byte, seq uint64, hint *readHint) ([]byte, error) {
 			return dst, w.notFound(seq)
 		}
 		s := w.segs.Load().find(seq)
-		if s == nil || !s.acquire() {
+		pinned, perr := false, error(nil)
+		if s != nil {
+			pinned, perr = s.pin()
+		}
+		if perr != nil {
+			return dst, perr
+		}
+		if !pinned {
 			if attempt < 3 {
 				continue // the list changed under us (truncation, Close)
 			}
 			return dst, w.notFound(seq)
 		}
 		out, off, st := w.readFrame(s, dst, seq, hint)
-		s.release()
+		s.unpin()
 		if st == readOK {
 			return out, nil
 		}
@@ -140,10 +147,13 @@ func (w *WAL) readFrame(s *segment, dst []byte, seq uint64, hint *readHint) ([]b
 // rebuildIndex rescans s and rewrites its index entries after an entry
 // failed its check. REQUIRES: a reference on s is not held (it takes one).
 func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
-	if !s.acquire() {
+	if ok, err := s.pin(); !ok {
+		if err != nil {
+			return err
+		}
 		return w.notFound(seq)
 	}
-	defer s.release()
+	defer s.unpin()
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
 	var r recovery.ScanResult
@@ -265,10 +275,13 @@ func (w *WAL) readRun(r *Reader) bool {
 		return false
 	}
 	s := w.segs.Load().find(seq)
-	if s == nil || !s.acquire() {
+	if s == nil {
 		return false
 	}
-	defer s.release()
+	if ok, _ := s.pin(); !ok {
+		return false // the careful path reports a mapping error
+	}
+	defer s.unpin()
 	maxLen := uint64(w.opts.MaxRecordSize)
 	_ = platform.CatchFault(func() {
 		off := int64(-1)

@@ -85,6 +85,13 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	list := w.segs.Load().segs
 	keep := w.segs.Load().find(seq + 1) // the segment that will hold seq+1
+	if ok, err := keep.pin(); !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: TruncateBack(%d): segment %s retired", ErrNotFound, seq, keep.path)
+		}
+		return err
+	}
+	defer keep.unpin()
 	drop := map[*segment]bool{}
 	for _, s := range list {
 		if s.firstSeq > keep.firstSeq {
@@ -144,6 +151,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	keep.closedOnDisk = false
 	keep.sealed = false
+	w.cache.unmanage(keep) // it takes appends again: stays mapped
 	keep.syncedOff = min(keep.syncedOff, off)
 	w.active, w.writeOff, w.nextSeq = keep, off, seq+1
 	if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != keep {
