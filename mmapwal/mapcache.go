@@ -50,7 +50,7 @@ type mapState struct {
 	cache *mapCache   // set once the segment is part of the log (adopt, lazySegment)
 	// Guarded by cache.mu.
 	slot int // 1 + its index in cache.ring; 0: not in the ring
-	gone    bool
+	gone bool
 }
 
 // mapCache bounds the mapped sealed segments to max, evicting by CLOCK

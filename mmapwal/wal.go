@@ -79,7 +79,7 @@ type WAL struct {
 	prep  *preparer
 	cache *mapCache // the mapped sealed segments (mapcache.go)
 	st    counters
-	rec  RecoveryStats
+	rec   RecoveryStats
 }
 
 // Open opens the log in dir, creating dir if missing. A nil opts means
