@@ -168,6 +168,7 @@ func (w *WAL) rotateLocked(need int64) error {
 		// The flusher seals the old segment (full sync, index checkpoint)
 		// in the background.
 		w.kickFlusher()
+		w.manageSealedLocked()
 	}
 	return nil
 }

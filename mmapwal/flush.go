@@ -32,11 +32,8 @@ func (w *WAL) flushLoop() {
 		case <-w.kick:
 		case <-tick:
 		}
+		w.manageSealed() // a rotation kicked: the sealed segment may be unmapped once written (mapcache.go)
 		if w.opts.Sync == SyncNone {
-			if w.dirtyOverCache() {
-				_ = w.flush(false) // lets unsynced sealed segments be unmapped (mapcache.go)
-				continue
-			}
 			// SyncNone syncs only on Sync() and Close(); rotation still
 			// kicks, for MaxSegments.
 			if w.opts.MaxSegments > 0 {

@@ -34,9 +34,10 @@ const DefaultMaxMappedSegments = 64
 // that sees pins >= 0 sees the mapping that goes with it. A pinner that
 // finds -1 takes mapCache.mu and maps the segment (slow path).
 //
-// Only sealed, fully synced segments are in the ring and can be evicted: the
-// active segment (written without pins), the prepared one and those with
-// unsynced bytes stay mapped. Retirement (segment.unmap) removes a segment
+// Only sealed segments whose records are all written (published) are in the
+// ring and can be evicted, synced or not (see manageSealed): the active
+// segment and any segment an appender may still be writing into (appenders
+// hold no pin) and the prepared one stay mapped. Retirement (segment.unmap) removes a segment
 // from the ring under mapCache.mu and marks it gone, after waiting for its
 // lifetime references, so that a pin (which holds one) never sees a segment
 // unmapped for good.
@@ -48,6 +49,8 @@ type mapState struct {
 	pins  atomic.Int64
 	used  atomic.Bool // CLOCK reference bit: set by pins, cleared by the evictor's sweep
 	cache *mapCache   // set once the segment is part of the log (adopt, lazySegment)
+	// managed: manageSealed passed it to the cache. Guarded by WAL.mu.
+	managed bool
 	// Guarded by cache.mu.
 	slot int // 1 + its index in cache.ring; 0: not in the ring
 	gone bool
@@ -322,11 +325,35 @@ func (s *segment) unmapFilesLocked() error {
 	return err
 }
 
-// dirtyOverCache reports whether more segments wait for a sync than the
-// cache holds: under SyncNone the flusher then syncs them (durability nobody
-// asked for, but their mappings can go only once they are durable).
-func (w *WAL) dirtyOverCache() bool {
+// manageSealed makes the sealed segments whose records are all written
+// (published) evictable, synced or not: under SyncNone, or with a flusher
+// behind a disk slower than the appenders, they would otherwise stay mapped
+// without bound. Unmapping loses nothing: the written pages stay in the
+// page cache, dirty, and the flusher's later sync of the range, through a
+// new mapping, writes them back (msync syncs the file range, not the
+// mapping: Linux vfs_fsync_range, BSD vm_object_sync; on Windows views of a
+// file share its pages, and FlushFileBuffers follows FlushViewOfFile).
+// An appender may still be writing into a sealed segment until its record
+// is published: those stay.
+func (w *WAL) manageSealed() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.dirty) > w.cache.max
+	w.manageSealedLocked()
+}
+
+// manageSealedLocked is manageSealed with w.mu held. Segments are sealed
+// and published in order, so it walks the dirty list back only to the
+// first one it managed before: O(1) per rotation. REQUIRES: w.mu held.
+func (w *WAL) manageSealedLocked() {
+	published := w.published.Load()
+	for i := len(w.dirty) - 1; i >= 0; i-- {
+		s := w.dirty[i]
+		if s.mc.managed {
+			return
+		}
+		if s.sealed && s != w.active && s.sealedLast <= published {
+			s.mc.managed = true
+			w.cache.manage(s)
+		}
+	}
 }

@@ -152,6 +152,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	keep.closedOnDisk = false
 	keep.sealed = false
 	w.cache.unmanage(keep) // it takes appends again: stays mapped
+	keep.mc.managed = false
 	keep.syncedOff = min(keep.syncedOff, off)
 	w.active, w.writeOff, w.nextSeq = keep, off, seq+1
 	if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != keep {

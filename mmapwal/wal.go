@@ -76,10 +76,11 @@ type WAL struct {
 	done         chan struct{}
 	wg           sync.WaitGroup
 
-	prep  *preparer
+	prep *preparer
+	st   counters
+	rec  RecoveryStats
+
 	cache *mapCache // the mapped sealed segments (mapcache.go)
-	st    counters
-	rec   RecoveryStats
 }
 
 // Open opens the log in dir, creating dir if missing. A nil opts means
