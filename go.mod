@@ -1,6 +1,6 @@
 module github.com/mmapwal/wal
 
-go 1.22
+go 1.24
 
 require (
 	github.com/edsrzf/mmap-go v1.2.0

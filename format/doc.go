@@ -12,7 +12,8 @@
 //	00000000000000000001.seg   segment whose first record has seq 1
 //	00000000000000000001.idx   offset index of that segment (a cache)
 //	wal.meta                   logical first seq after TruncateFront (optional)
-//	LOCK                       held with an exclusive lock while open
+//	wal.id                     the log's identity (absent in logs written before identities)
+//	LOCK                       held with an exclusive lock while open (with the directory itself on Unix)
 //	*.tmp                      interrupted preparation or rename; removed on open
 //
 // # Segment file
@@ -20,12 +21,18 @@
 // A segment is preallocated to its full size and starts with a 64-byte header.
 // Frames follow back to back, each 8-byte aligned; unused space is zero.
 //
-//	0       8       12      16              24              32                       60      64
-//	+-------+-------+-------+---------------+---------------+------------------------+-------+
-//	| magic |version| flags |   first seq   |  segment ID   |   reserved (zero)      | CRC32C|
-//	+-------+-------+-------+---------------+---------------+------------------------+-------+
+//	0       8       12      16              24              32              40               60      64
+//	+-------+-------+-------+---------------+---------------+---------------+----------------+-------+
+//	| magic |version| flags |   first seq   |  segment ID   |    log ID     | reserved (zero)| CRC32C|
+//	+-------+-------+-------+---------------+---------------+---------------+----------------+-------+
 //	magic "MMWALSEG"; CRC32C (Castagnoli) of bytes [0,60).
 //	The segment ID is random and non-zero, chosen when the file is prepared.
+//	The log ID is the identity of the log (from wal.id): a segment whose log
+//	ID is neither zero nor the log's is a file of another log, and opening
+//	the log fails with ErrCorrupt naming it. Zero is a segment written before
+//	identities existed (bytes [32,40) were reserved and zero): it is accepted
+//	unchecked. Version stays 1: readers of the earlier layout ignore the
+//	field, and the CRC covers it either way.
 //
 // # Frame
 //
@@ -73,4 +80,19 @@
 //	+-------+-------+-------+---------------+-------+-------+
 //	magic "MMWALMET"; first seq is the logical first seq set by TruncateFront.
 //	Written to a temporary file, synced and renamed over the old one.
+//
+// # Identity file (wal.id, 32 bytes)
+//
+//	0       8       12      16              24      28      32
+//	+-------+-------+-------+---------------+-------+-------+
+//	| magic |version| zero  |    log ID     | zero  | CRC32C|
+//	+-------+-------+-------+---------------+-------+-------+
+//	magic "MMWALLID"; log ID random and non-zero, chosen when the log is
+//	created (or when a log written before identities is first opened). It
+//	is written to a temporary file, synced, renamed and the directory synced
+//	before the first segment carrying the ID is created, so the identity of
+//	a log that has no segments (new, or emptied by TruncateFront) is kept.
+//	If wal.id is missing while segments carry a log ID (e.g. a backup that
+//	copied only *.seg and *.idx), the ID of the oldest such segment is
+//	adopted and wal.id is written again.
 package format

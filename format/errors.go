@@ -13,6 +13,7 @@ var (
 	ErrTooLarge       = errors.New("mmapwal: record too large")
 	ErrLocked         = errors.New("mmapwal: directory locked by another WAL")
 	ErrInvalidOptions = errors.New("mmapwal: invalid options")
+	ErrTruncated      = errors.New("mmapwal: truncated by a concurrent TruncateBack")
 )
 
 // CorruptError says where damage was found. errors.Is(err, ErrCorrupt) holds.

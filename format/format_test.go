@@ -14,13 +14,20 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in ../testdata/golden from the current encoder")
 
-const goldenSegID = 0x0123456789abcdef
+const (
+	goldenSegID = 0x0123456789abcdef
+	goldenLogID = 0x0fedcba987654321
+)
 
 // goldenSegment is a small segment with one frame of every kind, encoded
 // with a fixed segment ID.
-func goldenSegment() []byte {
+func goldenSegment() []byte { return goldenSegmentOf(0) }
+
+// goldenSegmentOf is goldenSegment with a log ID in its header (0: the
+// layout written before identities).
+func goldenSegmentOf(logID uint64) []byte {
 	seg := make([]byte, 512)
-	SegmentHeader{FirstSeq: 7, ID: goldenSegID}.Encode(seg)
+	SegmentHeader{FirstSeq: 7, ID: goldenSegID, LogID: logID}.Encode(seg)
 	seed := SegmentSeed(goldenSegID)
 	off := int64(SegmentHeaderSize)
 	off += EncodeFrame(seg[off:], seed, KindFull, 7, 0, []byte("hello, wal"))
@@ -48,6 +55,8 @@ func TestGoldenFilesPinTheFormat(t *testing.T) {
 		{"segment-v1.bin", goldenSegment()},
 		{"index-v1.bin", goldenIndex()},
 		{"meta-v1.bin", EncodeMeta(42)},
+		{"segment-v1-logid.bin", goldenSegmentOf(goldenLogID)},
+		{"identity-v1.bin", EncodeIdentity(goldenLogID)},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			path := filepath.Join("..", "testdata", "golden", g.name)
@@ -63,12 +72,44 @@ func TestGoldenFilesPinTheFormat(t *testing.T) {
 }
 
 func TestGoldenSegmentDecodes(t *testing.T) {
-	seg, err := os.ReadFile(filepath.Join("..", "testdata", "golden", "segment-v1.bin"))
+	for _, g := range []struct {
+		file  string
+		logID uint64
+	}{
+		{"segment-v1.bin", 0}, // written before identities: log ID zero
+		{"segment-v1-logid.bin", goldenLogID},
+	} {
+		t.Run(g.file, func(t *testing.T) {
+			seg, err := os.ReadFile(filepath.Join("..", "testdata", "golden", g.file))
+			require.NoError(t, err)
+			h, err := DecodeSegmentHeader(seg)
+			require.NoError(t, err)
+			assert.Equal(t, SegmentHeader{FirstSeq: 7, ID: goldenSegID, LogID: g.logID}, h)
+			checkGoldenFrames(t, seg, SegmentSeed(h.ID))
+		})
+	}
+}
+
+func TestGoldenIdentityDecodes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "golden", "identity-v1.bin"))
 	require.NoError(t, err)
-	h, err := DecodeSegmentHeader(seg)
+	id, err := DecodeIdentity(b)
 	require.NoError(t, err)
-	assert.Equal(t, SegmentHeader{FirstSeq: 7, ID: goldenSegID}, h)
-	seed := SegmentSeed(h.ID)
+	assert.Equal(t, uint64(goldenLogID), id)
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x20
+		_, err := DecodeIdentity(c)
+		assert.Error(t, err, "identity byte %d", i)
+	}
+	_, err = DecodeIdentity(EncodeIdentity(0))
+	assert.Error(t, err, "a zero log ID means no identity and is never written")
+	_, err = DecodeIdentity(b[:16])
+	assert.Error(t, err)
+}
+
+func checkGoldenFrames(t *testing.T, seg []byte, seed uint32) {
+	t.Helper()
 	want := []struct {
 		kind    byte
 		seq     uint64

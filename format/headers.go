@@ -13,10 +13,12 @@ const (
 	IndexHeaderSize   = 64
 	IndexEntrySize    = 4
 	MetaSize          = 32
+	IdentitySize      = 32
 
-	segmentMagic = "MMWALSEG"
-	indexMagic   = "MMWALIDX"
-	metaMagic    = "MMWALMET"
+	segmentMagic  = "MMWALSEG"
+	indexMagic    = "MMWALIDX"
+	metaMagic     = "MMWALMET"
+	identityMagic = "MMWALLID"
 )
 
 // IndexCapacity is the number of entries the index of a segment of segSize
@@ -34,6 +36,10 @@ func IndexFileSize(capacity int) int64 {
 type SegmentHeader struct {
 	FirstSeq uint64
 	ID       uint64
+	// LogID is the identity of the log the segment belongs to (see the
+	// identity file). Zero in segments written before identities existed:
+	// such a segment is accepted unchecked.
+	LogID uint64
 }
 
 // ErrZeroHeader means a header area holds only zeros: a file whose header
@@ -48,6 +54,7 @@ func (h SegmentHeader) Encode(b []byte) {
 	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint64(b[16:], h.FirstSeq)
 	binary.LittleEndian.PutUint64(b[24:], h.ID)
+	binary.LittleEndian.PutUint64(b[32:], h.LogID)
 	binary.LittleEndian.PutUint32(b[60:], CRC(b[:60]))
 }
 
@@ -69,7 +76,8 @@ func DecodeSegmentHeader(b []byte) (SegmentHeader, error) {
 	if binary.LittleEndian.Uint32(b[60:]) != CRC(b[:60]) {
 		return SegmentHeader{}, errors.New("segment header: checksum mismatch")
 	}
-	h := SegmentHeader{FirstSeq: binary.LittleEndian.Uint64(b[16:]), ID: binary.LittleEndian.Uint64(b[24:])}
+	h := SegmentHeader{FirstSeq: binary.LittleEndian.Uint64(b[16:]), ID: binary.LittleEndian.Uint64(b[24:]),
+		LogID: binary.LittleEndian.Uint64(b[32:])}
 	if h.ID == 0 || h.FirstSeq == 0 {
 		return SegmentHeader{}, errors.New("segment header: zero first seq or id")
 	}
@@ -164,4 +172,36 @@ func DecodeMeta(b []byte) (firstSeq uint64, err error) {
 		return 0, errors.New("meta: checksum mismatch")
 	}
 	return binary.LittleEndian.Uint64(b[16:]), nil
+}
+
+// EncodeIdentity returns the identity file contents for a log ID.
+func EncodeIdentity(logID uint64) []byte {
+	b := make([]byte, IdentitySize)
+	copy(b, identityMagic)
+	binary.LittleEndian.PutUint32(b[8:], Version)
+	binary.LittleEndian.PutUint64(b[16:], logID)
+	binary.LittleEndian.PutUint32(b[28:], CRC(b[:28]))
+	return b
+}
+
+// DecodeIdentity checks and decodes an identity file. A zero log ID is
+// invalid: zero means "no identity" in segment headers.
+func DecodeIdentity(b []byte) (logID uint64, err error) {
+	if len(b) != IdentitySize || string(b[:8]) != identityMagic {
+		return 0, errors.New("identity: bad size or magic")
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != Version {
+		return 0, fmt.Errorf("identity: unsupported version %d", v)
+	}
+	if binary.LittleEndian.Uint32(b[28:]) != CRC(b[:28]) {
+		return 0, errors.New("identity: checksum mismatch")
+	}
+	if !isZero(b[12:16]) || !isZero(b[24:28]) {
+		return 0, errors.New("identity: reserved bytes not zero")
+	}
+	id := binary.LittleEndian.Uint64(b[16:])
+	if id == 0 {
+		return 0, errors.New("identity: zero log ID")
+	}
+	return id, nil
 }

@@ -12,7 +12,10 @@ const (
 	IndexExt   = ".idx"
 	TempExt    = ".tmp"
 	MetaName   = "wal.meta"
-	LockName   = "LOCK"
+	// IdentityName holds the log's identity (its log ID), written once,
+	// durably, before the log's first segment is created.
+	IdentityName = "wal.id"
+	LockName     = "LOCK"
 )
 
 // SegmentName is the file name of the segment whose first seq is seq.
@@ -43,5 +46,5 @@ func parseNumbered(name, ext string) (uint64, bool) {
 // behind (a prepared segment, an index or meta file being replaced).
 func IsTemp(name string) bool {
 	return strings.HasSuffix(name, SegmentExt+TempExt) || strings.HasSuffix(name, IndexExt+TempExt) ||
-		name == MetaName+TempExt
+		name == MetaName+TempExt || name == IdentityName+TempExt
 }

@@ -22,6 +22,13 @@ import (
 // readers (the publishing atomic store orders it), so Get needs no lock.
 // Checkpoint, Sync and Close are called by one goroutine at a time (the
 // WAL's flusher, or the WAL with its writer lock held).
+//
+// Faults: another process can shrink the file under the mapping, and then
+// any access to the lost pages raises SIGBUS. Every method that touches the
+// mapping turns that into an error wrapping platform.ErrFault, except Set
+// and Get, which are on the append and read hot paths and must be called
+// inside the caller's platform.CatchFault (Lookup and SetOffsets are their
+// guarded forms).
 type Index struct {
 	path     string
 	f        *os.File
@@ -34,9 +41,10 @@ type Index struct {
 // Create makes a new, empty index file at path (replacing any file there),
 // preallocated for capacity entries and mapped. Entries are zero; the
 // checkpoint says zero records.
-func Create(path string, segID, firstSeq uint64, capacity int) (*Index, error) {
+// The file is created with perm (before the umask).
+func Create(path string, segID, firstSeq uint64, capacity int, perm os.FileMode) (*Index, error) {
 	_ = os.Remove(path)
-	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +62,12 @@ func Create(path string, segID, firstSeq uint64, capacity int) (*Index, error) {
 	}
 	x := &Index{path: path, f: f, m: m, capacity: capacity,
 		hdr: format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}}
-	x.hdr.Encode(m)
+	if err := x.guard(func() { x.hdr.Encode(m) }); err != nil {
+		platform.Unmap(m)
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
 	return x, nil
 }
 
@@ -80,7 +93,10 @@ func Open(path string, capacity int) (*Index, error) {
 		f.Close()
 		return nil, err
 	}
-	h, err := format.DecodeIndexHeader(m)
+	var h format.IndexHeader
+	if ferr := platform.CatchFault(func() { h, err = format.DecodeIndexHeader(m) }); ferr != nil {
+		err = ferr
+	}
 	if err != nil {
 		platform.Unmap(m)
 		f.Close()
@@ -102,14 +118,44 @@ func (x *Index) Header() format.IndexHeader {
 // Capacity is the number of entries the file holds.
 func (x *Index) Capacity() int { return x.capacity }
 
+// guard runs fn, which touches the mapping, and names the file in a fault.
+func (x *Index) guard(fn func()) error {
+	if err := platform.CatchFault(fn); err != nil {
+		return fmt.Errorf("index %s: %w", x.path, err)
+	}
+	return nil
+}
+
 // Set records that record i of the segment is at offset off.
+// REQUIRES: called inside platform.CatchFault (the append path writes the
+// frame and its entry under one guard); elsewhere use SetOffsets.
 func (x *Index) Set(i int, off int64) {
 	p := format.IndexHeaderSize + i*format.IndexEntrySize
 	binary.LittleEndian.PutUint32(x.m[p:], uint32(off/format.FrameAlign))
 }
 
+// SetOffsets records that records first, first+1, ... are at offs, under
+// the fault guard.
+func (x *Index) SetOffsets(first int, offs []int64) error {
+	if first < 0 || first+len(offs) > x.capacity {
+		return fmt.Errorf("index %s: entries [%d,%d) outside capacity %d", x.path, first, first+len(offs), x.capacity)
+	}
+	return x.guard(func() {
+		for i, off := range offs {
+			x.Set(first+i, off)
+		}
+	})
+}
+
+// Lookup is Get under the fault guard.
+func (x *Index) Lookup(i uint64) (off int64, ok bool, err error) {
+	err = x.guard(func() { off, ok = x.Get(i) })
+	return off, ok, err
+}
+
 // Get returns the offset recorded for record i, or false if i is outside
 // the file. The offset is only a hint until the frame there is checked.
+// REQUIRES: called inside platform.CatchFault; elsewhere use Lookup.
 func (x *Index) Get(i uint64) (int64, bool) {
 	if i >= uint64(x.capacity) {
 		return 0, false
@@ -121,12 +167,18 @@ func (x *Index) Get(i uint64) (int64, bool) {
 // Checkpoint records that the first count records are complete and durable
 // and end at end; flags are format.IndexClosed / format.IndexTruncating or 0.
 // REQUIRES: the segment bytes it describes were synced, so that whichever
-// version of the header reaches the disk is true.
-func (x *Index) Checkpoint(count uint64, end int64, flags uint32) {
+// version of the header reaches the disk is true. On error (a fault: the
+// file was shrunk) Header still returns the previous checkpoint.
+func (x *Index) Checkpoint(count uint64, end int64, flags uint32) error {
 	x.hdrMu.Lock()
 	defer x.hdrMu.Unlock()
-	x.hdr.Count, x.hdr.EndOffset, x.hdr.Flags = count, uint64(end), flags
-	x.hdr.Encode(x.m)
+	h := x.hdr
+	h.Count, h.EndOffset, h.Flags = count, uint64(end), flags
+	if err := x.guard(func() { h.Encode(x.m) }); err != nil {
+		return err
+	}
+	x.hdr = h
+	return nil
 }
 
 // Sync makes entries and checkpoint durable.
@@ -166,9 +218,15 @@ func (x *Index) CloseFile() error {
 
 // Init writes a fresh header for a segment (a prepared index gets its
 // segment's identity when the segment is activated).
-func (x *Index) Init(segID, firstSeq uint64) {
-	x.hdr = format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}
-	x.hdr.Encode(x.m)
+func (x *Index) Init(segID, firstSeq uint64) error {
+	x.hdrMu.Lock()
+	defer x.hdrMu.Unlock()
+	h := format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}
+	if err := x.guard(func() { h.Encode(x.m) }); err != nil {
+		return err
+	}
+	x.hdr = h
+	return nil
 }
 
 // Rename moves the index file; the mapping stays valid.

@@ -2,6 +2,8 @@ package mmapwal
 
 import (
 	"fmt"
+	"runtime"
+	"time"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -10,6 +12,14 @@ import (
 // Append adds a record and returns its seq. Under SyncAlways it returns once
 // the record is durable; otherwise once it is in the mapping (it survives a
 // crash of this process). An empty record is valid.
+//
+// An Append racing a TruncateBack is ordered entirely before or entirely
+// after it: TruncateBack waits for the appends in progress to return. So a
+// racing Append returns its seq (under SyncAlways, durable), and the record
+// then stays or is cut like any record appended before the TruncateBack; or
+// it starts after the truncation and gets a seq after the new end. It never
+// waits for a seq the truncation took away. An error means the record is
+// not acknowledged, as always.
 func (w *WAL) Append(data []byte) (uint64, error) {
 	if len(data) > w.opts.MaxRecordSize {
 		return 0, fmt.Errorf("%w: %d bytes, MaxRecordSize is %d", ErrTooLarge, len(data), w.opts.MaxRecordSize)
@@ -21,10 +31,14 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, seq, durable, err := w.reserveLocked(size, 1)
+	if err == nil {
+		w.inflight.Add(1) // under w.mu: TruncateBack sees it (settleAppendersLocked)
+	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
+	defer w.inflight.Add(-1)
 	if err := w.write(seg, off, seq, durable, format.KindFull, data); err != nil {
 		return 0, err
 	}
@@ -42,7 +56,8 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 // AppendBatch adds records with consecutive seqs and returns the first. The
 // batch is atomic: after a crash either all its records are present or none.
 // A batch never spans segments; one larger than a segment gets a segment
-// sized to fit. An empty batch returns (0, nil) and appends nothing.
+// sized to fit. An empty batch returns (0, nil) and appends nothing. Against
+// a racing TruncateBack it behaves as Append.
 func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	if len(records) == 0 {
 		return 0, nil
@@ -64,10 +79,14 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, first, durable, err := w.reserveLocked(size, n)
+	if err == nil {
+		w.inflight.Add(1)
+	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
+	defer w.inflight.Add(-1)
 	p := off
 	for i, r := range records {
 		kind := byte(format.KindMiddle)
@@ -113,8 +132,7 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	if a := w.active; a.closedOnDisk {
 		// Once per clean reopen: the segment must stop claiming "zeros after
 		// the end" on disk before any new byte can be written back.
-		a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, 0)
-		if err := w.dur.syncIndex(a.idx); err != nil {
+		if err := w.checkpointLocked(a, w.nextSeq-a.firstSeq, w.writeOff, 0); err != nil {
 			return nil, 0, 0, 0, fmt.Errorf("mmapwal: reopen %s for appending: %w", a.idx.Path(), err)
 		}
 		a.closedOnDisk = false
@@ -147,6 +165,14 @@ func (w *WAL) rotateLocked(need int64) error {
 	if err != nil {
 		return fmt.Errorf("mmapwal: new segment in %s: %w", w.dir, err)
 	}
+	if a := w.active; a != nil && a.firstSeq == w.nextSeq {
+		// The active segment holds no record (a TruncateBack cut at its
+		// start) and this frame does not fit in it: the new segment takes
+		// its name. The empty one goes first, so a file name never refers
+		// to two segments (a later drop of the old one would delete the
+		// new one's files).
+		w.dropEmptyActiveLocked()
+	}
 	if err := next.activate(w.dir, w.nextSeq); err != nil {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
@@ -171,6 +197,25 @@ func (w *WAL) rotateLocked(need int64) error {
 		w.manageSealedLocked()
 	}
 	return nil
+}
+
+// dropEmptyActiveLocked removes the active segment, which holds no record,
+// from the lists and deletes its files. Nothing is reserved in it, and no
+// record is lost if a crash follows: the log then ends with the segment
+// before it. A failure to delete is only logged: the new segment's rename
+// replaces whatever is left under the name. REQUIRES: w.mu held.
+func (w *WAL) dropEmptyActiveLocked() {
+	a := w.active
+	w.unlistLocked([]*segment{a})
+	w.active, w.writeOff = nil, 0
+	a.retire() // readers and the flusher hold a reference only briefly
+	err := a.unmap()
+	if rerr := a.removeFiles(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		w.log.Warn("mmapwal: removing an empty segment before reusing its name failed", "file", a.path, "err", err)
+	}
 }
 
 // write copies one frame into the mapping and records it in the index. A
@@ -248,4 +293,35 @@ func (w *WAL) waitInFlightLocked() {
 		w.pubCond.Wait()
 	}
 	w.pubMu.Unlock()
+}
+
+// settleAppendersLocked lets every append in progress return before a
+// TruncateBack changes the log, so that each one is ordered entirely before
+// the truncation (see Append). Without it, an append waiting for publication
+// or for its sync could wait for a seq the log no longer reaches. Under
+// SyncAlways it first makes everything published durable and ends the
+// current flush round, since the waiters cannot lead one while flushMu is
+// held. On error nothing was changed and the truncation must not proceed.
+// REQUIRES: w.flushMu and w.mu held (no new reservations), after
+// waitInFlightLocked.
+func (w *WAL) settleAppendersLocked() error {
+	if w.inflight.Load() == 0 {
+		return nil
+	}
+	if w.opts.Sync == SyncAlways && w.synced.Load() < w.published.Load() {
+		if err := w.flushRound(false, true); err != nil {
+			return err
+		}
+	}
+	w.endRound()
+	for i := 0; w.inflight.Load() > 0; i++ {
+		// Every one of them is past publication and about to return:
+		// nothing it still needs is held here.
+		if i < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ package mmapwal
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -31,7 +32,10 @@ const (
 	crashEnvDir    = "MMAPWAL_CRASH_CHILD_DIR"
 	crashEnvPolicy = "MMAPWAL_CRASH_CHILD_POLICY"
 	crashEnvCycle  = "MMAPWAL_CRASH_CHILD_CYCLE"
-	crashPrefix    = "@@ "
+	// crashEnvOpts, if set, overrides the child's options (config-change
+	// cycles): see crashConfig.
+	crashEnvOpts = "MMAPWAL_CRASH_CHILD_OPTS"
+	crashPrefix  = "@@ "
 )
 
 func crashChildOpts(p SyncPolicy) *Options {
@@ -57,7 +61,20 @@ func TestCrashHelperWriter(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "crash child error: %v\n", err)
 		os.Exit(3)
 	}
-	w, err := Open(dir, crashChildOpts(SyncPolicy(policy)))
+	o := crashChildOpts(SyncPolicy(policy))
+	var cfg crashConfig
+	if v := os.Getenv(crashEnvOpts); v != "" {
+		var err error
+		if cfg, err = parseCrashConfig(v); err != nil {
+			fail(err)
+		}
+		o = cfg.options()
+	}
+	maxRec := o.MaxRecordSize
+	if maxRec == 0 {
+		maxRec = DefaultMaxRecordSize
+	}
+	w, err := Open(dir, o)
 	if err != nil {
 		fail(err)
 	}
@@ -76,6 +93,9 @@ func TestCrashHelperWriter(t *testing.T) {
 			rng := rand.New(rand.NewSource(int64(cycle)*131 + int64(wr)))
 			for c := uint64(1); ; c++ {
 				id := crashRecID{Cycle: uint32(cycle), Writer: uint16(wr), Counter: c, N: 1}
+				if crashMaxLen(id, 5) > maxRec {
+					continue // a lower MaxRecordSize than earlier cycles wrote with
+				}
 				trunc.RLock()
 				if rng.Intn(4) == 0 {
 					n := 2 + rng.Intn(4)
@@ -106,12 +126,41 @@ func TestCrashHelperWriter(t *testing.T) {
 		if n := len(units); n > 8 {
 			if rng.Intn(3) == 0 { // TruncateBack to the end of a recent record or batch
 				k := units[n-1-rng.Intn(8)][1]
+				big := cfg.big && rng.Intn(2) == 0 && crashBigLen <= maxRec
+				if big {
+					// To just before the last segment's first record (the
+					// end of a record or batch: batches never span
+					// segments), then a record larger than a segment: the
+					// case of a dedicated segment under the name of the
+					// emptied active one.
+					segs := w.segs.Load().segs
+					if s := segs[len(segs)-1]; s.firstSeq > w.FirstSeq() {
+						k = s.firstSeq - 1
+					}
+				}
 				emit(crashEvent{Kind: 'b', Seq: k})
 				if err := w.TruncateBack(k); err != nil {
-					fail(err)
+					if !errors.Is(err, ErrNotFound) || k+1 >= w.FirstSeq() {
+						fail(err)
+					}
+					// Retention moved FirstSeq past k+1 meanwhile: nothing
+					// was truncated.
+					emit(crashEvent{Kind: 'x', Seq: k})
+					unitsMu.Unlock()
+					trunc.Unlock()
+					continue
 				}
 				emit(crashEvent{Kind: 'T', Seq: k})
 				units = slicesDeleteFunc(units, func(u [2]uint64) bool { return u[0] > k })
+				if big {
+					id := crashRecID{Cycle: uint32(cycle), Writer: crashBigWriter, Counter: uint64(len(units)) + uint64(rng.Int63n(1<<40)), N: 1}
+					seq, err := w.Append(crashPayload(id))
+					if err != nil {
+						fail(err)
+					}
+					emit(crashEvent{Kind: 'A', Seq: seq, ID: id})
+					units = append(units, [2]uint64{seq, seq})
+				}
 			} else { // TruncateFront to the start of an older record or batch
 				k := units[rng.Intn(n/2)][0]
 				emit(crashEvent{Kind: 'f', Seq: k})
@@ -210,8 +259,17 @@ func crashLast(evs []crashEvent) string {
 // delay, kills it with SIGKILL and returns the complete event lines.
 func crashRunChild(t *testing.T, dir string, policy SyncPolicy, cycle, target int, delay time.Duration) ([]crashEvent, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelperWriter$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvPolicy+"="+strconv.Itoa(int(policy)), crashEnvCycle+"="+strconv.Itoa(cycle))
+	return crashRunChildTest(t, "^TestCrashHelperWriter$", []string{crashEnvDir + "=" + dir,
+		crashEnvPolicy + "=" + strconv.Itoa(int(policy)), crashEnvCycle + "=" + strconv.Itoa(cycle)}, cycle, target, delay)
+}
+
+// crashRunChildTest runs the helper test run (a -test.run pattern) as a
+// child with env added, as crashRunChild does; a child that kills itself
+// (target never reached) is waited for.
+func crashRunChildTest(t *testing.T, run string, env []string, cycle, target int, delay time.Duration) ([]crashEvent, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

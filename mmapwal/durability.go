@@ -1,7 +1,9 @@
 package mmapwal
 
 import (
+	"errors"
 	"os"
+	"syscall"
 
 	"github.com/mmapwal/wal/index"
 	"github.com/mmapwal/wal/platform"
@@ -31,3 +33,31 @@ func (osDurability) syncSegment(s *segment, off, n int64) error {
 func (osDurability) syncIndex(x *index.Index) error { return x.Sync() }
 func (osDurability) syncFile(f *os.File) error      { return platform.SyncFile(f) }
 func (osDurability) syncDir(dir string) error       { return platform.SyncDir(dir) }
+
+// transientError marks a sync that could not be done now but lost nothing:
+// opening the directory for its sync failed for lack of descriptors or
+// memory (EMFILE, ENFILE, ENOMEM). Unlike a failed fsync or msync (EIO: Linux
+// drops the failed pages, so a retry would report success for lost data),
+// it is not sticky: the same sync is tried again by the next flush, Sync or
+// Close.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() + " (not sticky: the sync is retried)" }
+func (e *transientError) Unwrap() error { return e.err }
+
+// dirSyncError classifies an error of syncDir.
+func dirSyncError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM) {
+		return &transientError{err}
+	}
+	return err
+}
+
+// isTransient reports whether err is only "could not do it now".
+func isTransient(err error) bool {
+	var t *transientError
+	return errors.As(err, &t)
+}

@@ -10,6 +10,9 @@ var (
 	ErrTooLarge       = format.ErrTooLarge       // record above MaxRecordSize
 	ErrLocked         = format.ErrLocked         // another WAL has the directory open
 	ErrInvalidOptions = format.ErrInvalidOptions // an Options field is out of range
+	// ErrTruncated: a TruncateBack removed or replaced records a Reader had
+	// already returned (or cut the log below its position); resynchronise.
+	ErrTruncated = format.ErrTruncated
 )
 
 // CorruptError names the file, offset and seq of damaged data. Reach it with

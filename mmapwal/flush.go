@@ -1,7 +1,6 @@
 package mmapwal
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -45,7 +44,11 @@ func (w *WAL) flushLoop() {
 			}
 			continue
 		}
-		_ = w.flush(false) // a failure is sticky and reported to waiters
+		if err := w.flush(false); err != nil && isTransient(err) {
+			// Not sticky (see transientError): the next round retries.
+			w.log.Warn("mmapwal: background sync failed; will retry", "dir", w.dir, "err", err)
+		}
+		// Any other failure is sticky and reported to waiters.
 	}
 }
 
@@ -82,6 +85,13 @@ func (w *WAL) lockFlush() { w.flushMu.Lock() }
 // channel wakes every follower without a lock convoy.
 func (w *WAL) unlockFlush() {
 	w.flushMu.Unlock()
+	w.endRound()
+}
+
+// endRound wakes every follower waiting on the current round. unlockFlush
+// calls it; TruncateBack also calls it while it keeps flushMu, after its own
+// flush made every waiting appender's record durable (settleAppendersLocked).
+func (w *WAL) endRound() {
 	next := make(chan struct{}) // the one allocation of a flush round, shared by its group
 	w.roundMu.Lock()
 	ended := w.roundEnd
@@ -112,7 +122,15 @@ func (w *WAL) leaveRound(gen uint64) {
 }
 
 // flushLocked is flush with flushMu held.
-func (w *WAL) flushLocked(final bool) error {
+func (w *WAL) flushLocked(final bool) error { return w.flushRound(final, false) }
+
+// flushRound is flushLocked; with muHeld the caller already holds w.mu
+// (TruncateBack, settling appenders), and retention is left for a later round.
+func (w *WAL) flushRound(final, muHeld bool) error {
+	lock, unlock := w.mu.Lock, w.mu.Unlock
+	if muHeld {
+		lock, unlock = func() {}, func() {}
+	}
 	if w.shut.Load() {
 		return ErrClosed
 	}
@@ -122,7 +140,7 @@ func (w *WAL) flushLocked(final bool) error {
 	target := w.published.Load()
 	tseg, tend := w.endOf(target)
 
-	w.mu.Lock()
+	lock()
 	work := w.flushWork[:0] // owned by the flushMu holder
 	inDirty := false
 	for _, s := range w.dirty {
@@ -137,7 +155,7 @@ func (w *WAL) flushLocked(final bool) error {
 		w.dirty = append(w.dirty, tseg)
 		work = append(work, dirtySeg{tseg, tseg.sealed, tseg.sealedEnd, tseg.sealedLast})
 	}
-	w.mu.Unlock()
+	unlock()
 	w.flushWork = work[:0]
 
 	// Segments before the target's are sealed and fully published; those
@@ -165,25 +183,31 @@ func (w *WAL) flushLocked(final bool) error {
 			if perr == nil {
 				continue // retired by truncation meanwhile
 			}
-			err := fmt.Errorf("mmapwal: sync %s: %w", s.path, perr)
-			w.fail(err)
+			// Mapping it again failed. Nothing written is lost (unmapped
+			// pages stay in the page cache), so a lack of descriptors or
+			// memory is retried later, as for a directory sync.
+			err := fmt.Errorf("mmapwal: sync %s: %w", s.path, dirSyncError(perr))
+			if !isTransient(err) {
+				w.fail(err)
+			}
 			return err
 		}
 		err := w.syncSegmentLocked(s, end)
 		if err == nil {
 			if full {
-				s.idx.Checkpoint(d.last-s.firstSeq+1, d.end, 0)
-				if err = w.dur.syncIndex(s.idx); err == nil {
+				if err = w.checkpointLocked(s, d.last-s.firstSeq+1, d.end, 0); err == nil {
 					w.cache.manage(s)
 				}
 			} else if checkpoint {
-				s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
+				err = s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
 		s.unpin()
 		if err != nil {
 			err = fmt.Errorf("mmapwal: sync %s: %w", s.path, err)
-			w.fail(err)
+			if !isTransient(err) {
+				w.fail(err)
+			}
 			return err
 		}
 		if full {
@@ -193,17 +217,21 @@ func (w *WAL) flushLocked(final bool) error {
 	if final {
 		// Close: the active segment's checkpoint, marked closed (nothing but
 		// zeros after it), makes the next Open read no frames.
-		w.mu.Lock()
+		lock()
+		var err error
 		if a := w.active; a != nil && w.published.Load() == w.nextSeq-1 {
-			a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, format.IndexClosed)
+			err = a.idx.Checkpoint(w.nextSeq-a.firstSeq, w.writeOff, format.IndexClosed)
 		}
-		w.mu.Unlock()
+		unlock()
+		if err != nil {
+			return err
+		}
 	}
 	if synced > 0 {
-		w.mu.Lock()
+		lock()
 		w.dirty = w.dropSealed(w.dirty, synced)
-		w.mu.Unlock()
-		if w.opts.MaxSegments > 0 {
+		unlock()
+		if w.opts.MaxSegments > 0 && !muHeld {
 			if err := w.enforceMaxSegments(); err != nil {
 				w.log.Warn("mmapwal: removing old segments failed", "dir", w.dir, "err", err)
 			}
@@ -233,7 +261,9 @@ func (w *WAL) endOf(seq uint64) (*segment, int64) {
 		if !ok {
 			return
 		}
-		h, st := format.CheckFrameHeader(s.data, off, uint64(w.opts.MaxRecordSize))
+		// Bounded by the format, not today's MaxRecordSize: the record may
+		// have been written under a larger one.
+		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 		if st == format.FrameOK && h.Seq == seq {
 			end = off + format.FrameSize(int(h.Length))
 		}
@@ -273,7 +303,7 @@ func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 	var dirErr chan error
 	if !s.named {
 		dirErr = make(chan error, 1)
-		go func() { dirErr <- w.dur.syncDir(w.dir) }()
+		go func() { dirErr <- dirSyncError(w.dur.syncDir(w.dir)) }()
 	}
 	err := w.dur.syncSegment(s, s.syncedOff, end-s.syncedOff)
 	if dirErr != nil {
@@ -308,6 +338,13 @@ func (w *WAL) waitDurable(seq uint64) error {
 			return ErrClosed
 		}
 		roundEnd, gen := w.joinRound()
+		if w.synced.Load() >= seq {
+			// A round ended between the check above and joinRound (e.g.
+			// the flush of a TruncateBack, which keeps flushMu and waits
+			// for this call to return).
+			w.leaveRound(gen)
+			return nil
+		}
 		if w.flushMu.TryLock() {
 			w.leaveRound(gen)
 			// Appenders inside Append that are not waiting on this round
@@ -330,24 +367,24 @@ func (w *WAL) waitDurable(seq uint64) error {
 }
 
 // Sync makes every record appended before the call durable, whatever the
-// policy.
+// policy. Records a concurrent TruncateBack cut need not be: Sync returns nil
+// once everything that remains of them is durable. After a Close that failed
+// with an error that lost nothing (see Close), Sync retries the flush.
 func (w *WAL) Sync() error {
 	w.mu.Lock()
-	closed := w.closed
+	released := w.released
 	w.mu.Unlock()
-	if closed {
+	if released {
 		return ErrClosed
 	}
 	if err := w.failed(); err != nil {
 		return err
 	}
-	target := w.published.Load()
-	if w.synced.Load() >= target {
+	if w.synced.Load() >= w.published.Load() {
 		return nil
 	}
-	err := w.flush(false)
-	if err == nil && w.synced.Load() < target {
-		err = errors.New("mmapwal: sync did not reach the published seq")
-	}
-	return err
+	// flushLocked syncs up to the watermark it reads under flushMu, which
+	// TruncateBack also holds: every record appended before this call is at
+	// or below that watermark, or was cut before it was read.
+	return w.flush(false)
 }

@@ -127,8 +127,8 @@ func (s *segment) indexPath() string {
 
 // lazySegment is a sealed, fully synced segment of the log, known from
 // recovery but not mapped: the first pin maps it.
-func (c *mapCache) lazySegment(path string, firstSeq, id uint64, size int64) *segment {
-	s := &segment{firstSeq: firstSeq, id: id, seed: format.SegmentSeed(id), path: path, size: size,
+func (c *mapCache) lazySegment(path string, firstSeq, id, logID uint64, size int64) *segment {
+	s := &segment{firstSeq: firstSeq, id: id, logID: logID, seed: format.SegmentSeed(id), path: path, size: size,
 		prefault: newPrefaulter()}
 	s.refs.Store(1)
 	s.mc.pins.Store(-1)
@@ -267,8 +267,17 @@ func (s *segment) mapFiles() error {
 	if ferr := platform.CatchFault(func() { h, herr = format.DecodeSegmentHeader(data) }); ferr != nil {
 		herr = ferr
 	}
-	if herr == nil && (h.ID != s.id || h.FirstSeq != s.firstSeq) {
-		herr = fmt.Errorf("header says id %#x first seq %d, want id %#x first seq %d", h.ID, h.FirstSeq, s.id, s.firstSeq)
+	if herr == nil {
+		// The identity is checked whenever a segment is mapped: a file of
+		// another log may have been renamed over this one since Open.
+		if err := checkOwner(s.path, h, s.logID); err != nil {
+			platform.Unmap(data)
+			f.Close()
+			return err
+		}
+		if h.ID != s.id || h.FirstSeq != s.firstSeq {
+			herr = fmt.Errorf("header says id %#x first seq %d, want id %#x first seq %d", h.ID, h.FirstSeq, s.id, s.firstSeq)
+		}
 	}
 	if herr != nil {
 		platform.Unmap(data)

@@ -1,10 +1,12 @@
 package mmapwal
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"time"
 
 	"github.com/mmapwal/wal/format"
@@ -52,10 +54,12 @@ type Options struct {
 	SegmentSize   int64         // preallocated size of each segment file; default 64 MiB, at least 64 KiB
 	MaxRecordSize int           // largest payload accepted; default 16 MiB, at most 1 GiB
 	Sync          SyncPolicy    // default SyncAlways (the zero value)
-	SyncInterval  time.Duration // for SyncPeriodic; default 100 ms
+	SyncInterval  time.Duration // for SyncPeriodic; default 100 ms, at least 1 ms (MinSyncInterval)
 	FirstSeq      uint64        // seq of the first record of a new, empty log; default 1
 	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted
 	Logger        *slog.Logger  // nil = silent
+	FileMode      os.FileMode   // permissions of files the log creates (before the umask); default 0600
+	DirMode       os.FileMode   // permissions of the directory if Open creates it (before the umask); default 0700
 	// MaxMappedSegments bounds the sealed segments kept mapped (2 mappings
 	// each, and on Windows 2 handles); others are mapped again when read.
 	// 0 = DefaultMaxMappedSegments.
@@ -63,7 +67,32 @@ type Options struct {
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
+	// crashAt, if set, is called at named points of housekeeping, so that a
+	// test's child process can kill itself at exactly that point.
+	crashAt func(hookPoint)
 }
+
+// hookPoint names a point at which Options.crashAt is called.
+type hookPoint int
+
+const (
+	// hookReapUnlinked: the reaper has just unlinked one file of a dropped
+	// segment (wal.meta already covers it).
+	hookReapUnlinked hookPoint = iota + 1
+	// hookRetentionMeta: retention has made its new first seq durable and
+	// not yet removed anything.
+	hookRetentionMeta
+)
+
+func (o *Options) testHook(p hookPoint) {
+	if o.crashAt != nil {
+		o.crashAt(p)
+	}
+}
+
+// MinSyncInterval is the shortest SyncInterval accepted: a shorter period
+// spends a core on timer wake-ups while the log is idle.
+const MinSyncInterval = time.Millisecond
 
 // silentLogger drops everything: no level is enabled, so nothing is formatted.
 var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
@@ -95,8 +124,8 @@ func (o *Options) resolve() (Options, error) {
 	switch {
 	case r.SyncInterval == 0:
 		r.SyncInterval = DefaultSyncInterval
-	case r.SyncInterval < 0:
-		return bad("negative SyncInterval %v", r.SyncInterval)
+	case r.SyncInterval < MinSyncInterval:
+		return bad("SyncInterval %v below %v", r.SyncInterval, MinSyncInterval)
 	}
 	if r.FirstSeq == 0 {
 		r.FirstSeq = 1
@@ -116,6 +145,10 @@ func (o *Options) resolve() (Options, error) {
 	if r.Logger == nil {
 		r.Logger = silentLogger
 	}
+	if r.FileMode&^os.ModePerm != 0 || r.DirMode&^os.ModePerm != 0 {
+		return bad("FileMode %v / DirMode %v: only permission bits", r.FileMode, r.DirMode)
+	}
+	r.FileMode, r.DirMode = cmp.Or(r.FileMode, 0o600), cmp.Or(r.DirMode, 0o700)
 	if r.hooks == nil {
 		r.hooks = osDurability{}
 	}

@@ -2,6 +2,7 @@ package mmapwal
 
 import (
 	"log/slog"
+	"os"
 	"sync"
 )
 
@@ -9,9 +10,11 @@ import (
 // mapped and its first pages prefaulted ahead of need, so that rotation is a
 // header write and two renames instead of a fallocate and page faults.
 type preparer struct {
-	dir  string
-	size int64
-	log  *slog.Logger
+	dir   string
+	size  int64
+	logID uint64
+	perm  os.FileMode
+	log   *slog.Logger
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -22,8 +25,8 @@ type preparer struct {
 	wg     sync.WaitGroup
 }
 
-func newPreparer(dir string, size int64, log *slog.Logger) *preparer {
-	p := &preparer{dir: dir, size: size, log: log, quit: make(chan struct{})}
+func newPreparer(dir string, size int64, logID uint64, perm os.FileMode, log *slog.Logger) *preparer {
+	p := &preparer{dir: dir, size: size, logID: logID, perm: perm, log: log, quit: make(chan struct{})}
 	p.cond.L = &p.mu
 	return p
 }
@@ -37,7 +40,7 @@ func (p *preparer) startLocked() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		s, err := prepareSegment(p.dir, p.size)
+		s, err := prepareSegment(p.dir, p.size, p.logID, p.perm)
 		if err != nil {
 			p.log.Warn("mmapwal: preparing next segment failed; will retry at rotation", "dir", p.dir, "err", err)
 		}
@@ -54,7 +57,7 @@ func (p *preparer) startLocked() {
 // the first Append does not wait for a fallocate. The prefault still runs in
 // the background. A failure is left to the first Append to report.
 func (p *preparer) prepareNow() {
-	s, err := prepareSegment(p.dir, p.size)
+	s, err := prepareSegment(p.dir, p.size, p.logID, p.perm)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
@@ -107,7 +110,7 @@ func (p *preparer) take(size int64) (*segment, error) {
 		return s, nil
 	}
 	p.mu.Unlock()
-	s, err := prepareSegment(p.dir, size)
+	s, err := prepareSegment(p.dir, size, p.logID, p.perm)
 	if err != nil {
 		return nil, err
 	}

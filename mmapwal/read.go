@@ -2,6 +2,7 @@ package mmapwal
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -104,28 +105,31 @@ func (w *WAL) notFound(seq uint64) error {
 
 // readFrame finds, checks and copies record seq of s. The payload is copied
 // before its checksum is computed, so bytes changed after the check can
-// never be returned. REQUIRES: a reference on s.
+// never be returned. REQUIRES: a pin on s.
 func (w *WAL) readFrame(s *segment, dst []byte, seq uint64, hint *readHint) ([]byte, int64, readStatus) {
 	n := len(dst)
 	off := int64(-1)
 	st := readBadIndex
-	maxLen := uint64(w.opts.MaxRecordSize)
 	ferr := platform.CatchFault(func() {
 		var h format.FrameHeader
 		var hst format.FrameStatus
 		if hint != nil && hint.seg == s {
 			off = hint.off
-			h, hst = format.CheckFrameHeader(s.data, off, maxLen)
+			h, hst = format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 		}
 		if off < 0 || hst != format.FrameOK || h.Seq != seq {
 			var ok bool
 			if off, ok = s.idx.Get(seq - s.firstSeq); !ok {
 				return
 			}
-			h, hst = format.CheckFrameHeader(s.data, off, maxLen)
+			h, hst = format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 			if hst != format.FrameOK || h.Seq != seq {
 				return
 			}
+		}
+		if !w.bigFrameOK(s, off, h) {
+			st = readBadCRC
+			return
 		}
 		p := off + format.FrameHeaderSize
 		dst = append(dst, s.data[p:p+int64(h.Length)]...)
@@ -144,8 +148,24 @@ func (w *WAL) readFrame(s *segment, dst []byte, seq uint64, hint *readHint) ([]b
 	return dst, off, st
 }
 
+// bigFrameOK checks, in place, the checksum of a frame longer than today's
+// MaxRecordSize, before anything is allocated for it. Reads bound a frame by
+// what the format allows (the segment, at most MaxMaxRecordSize), not by
+// today's option: the log may have been written with a larger one. A damaged
+// length field must still not make a read allocate up to a gigabyte, so such
+// a frame is copied only once its bytes in the mapping pass the check (the
+// copy is checked again: the mapping may change under a TruncateBack).
+// REQUIRES: a pin on s; called under a fault guard.
+func (w *WAL) bigFrameOK(s *segment, off int64, h format.FrameHeader) bool {
+	if h.Length <= uint64(w.opts.MaxRecordSize) {
+		return true
+	}
+	p := off + format.FrameHeaderSize
+	return format.FrameCRC(s.seed, s.data[off:p], s.data[p:p+int64(h.Length)]) == h.CRC
+}
+
 // rebuildIndex rescans s and rewrites its index entries after an entry
-// failed its check. REQUIRES: a reference on s is not held (it takes one).
+// failed its check. REQUIRES: none; it pins s itself (a caller may hold a pin too).
 func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 	if ok, err := s.pin(); !ok {
 		if err != nil {
@@ -158,12 +178,12 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 	defer s.rebuildMu.Unlock()
 	var r recovery.ScanResult
 	if ferr := platform.CatchFault(func() {
-		r = recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, uint64(w.opts.MaxRecordSize), true)
+		r = recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, MaxMaxRecordSize, true)
 	}); ferr != nil {
 		return &CorruptError{File: s.path, Offset: -1, Seq: seq, Reason: ferr.Error()}
 	}
-	for i, off := range r.Offsets {
-		s.idx.Set(i, off)
+	if err := s.idx.SetOffsets(0, r.Offsets); err != nil {
+		return err
 	}
 	w.st.indexRepairs.Add(1)
 	w.log.Warn("mmapwal: index entry failed its check; rebuilt index from segment",
@@ -176,10 +196,18 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 }
 
 // Reader iterates over records in seq order. It is not safe for concurrent
-// use, but any number of Readers may run beside appenders. It reads ahead
-// in runs of up to readAhead bytes; a TruncateBack (or TruncateFront) makes
-// it drop what it read ahead, so it never returns a record the log no
-// longer holds at that seq.
+// use, but any number of Readers may run beside appenders and truncations.
+// It reads ahead in runs of up to readAhead bytes, but never returns a record
+// the log no longer holds when Next is called:
+//
+//   - Records dropped from the front (TruncateFront, MaxSegments retention)
+//     end the Reader as if it were created there: Next returns false and Err
+//     an error wrapping ErrNotFound, like Read of that seq.
+//   - A TruncateBack that removed or replaced a record the Reader already
+//     returned (or cut the log below its position) ends it: Next returns
+//     false and Err an error wrapping ErrTruncated, so a follower knows to
+//     resynchronise. A Reader whose position is at or before the new end
+//     (it returned only records that were kept) continues normally.
 type Reader struct {
 	w      *WAL
 	next   uint64 // seq the next call to Next returns
@@ -192,13 +220,77 @@ type Reader struct {
 	buf  []byte // payloads read ahead, back to back
 	ends []int  // ends[i]: end in buf of record runSeq+i
 	i    int    // next record of the run to return
-	gen  uint64 // w.truncGen when the run was read
+	// gen: w.truncGen when the Reader last checked that no TruncateBack cut
+	// below its position; everything in buf was read after that check.
+	gen uint64
 }
 
 const (
 	readAhead        = 64 << 10
 	readAheadRecords = 512
 )
+
+// cutLog remembers where recent TruncateBacks cut, so that a Reader that
+// saw truncGen change can tell whether one of them cut below its position.
+// A Reader needs the lowest cut made after its last check; an older cut at
+// or above a newer one can never be that lowest, so the log keeps only an
+// ascending staircase, and at most maxCuts of it (a Reader that has not
+// called Next during that many ascending cuts is told it was truncated if
+// a forgotten cut might have reached it: a needless resynchronisation,
+// never a silent one).
+type cutLog struct {
+	mu      sync.Mutex
+	cuts    []cut // gen and seq both strictly ascending
+	lost    bool  // cuts were forgotten
+	lostGen uint64
+	lostSeq uint64 // the lowest forgotten cut
+}
+
+type cut struct{ gen, seq uint64 }
+
+const maxCuts = 64
+
+// noteTruncateBack records that TruncateBack cut the log after seq, and
+// changes truncGen. REQUIRES: w.mu held, and the new end already published
+// (w.published lowered first), so that a Reader that sees the new truncGen
+// reads no record beyond seq.
+func (w *WAL) noteTruncateBack(seq uint64) {
+	c := &w.cuts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gen := w.truncGen.Add(1)
+	for len(c.cuts) > 0 && c.cuts[len(c.cuts)-1].seq >= seq {
+		c.cuts = c.cuts[:len(c.cuts)-1]
+	}
+	if len(c.cuts) == maxCuts {
+		old := c.cuts[0]
+		if !c.lost || old.seq < c.lostSeq {
+			c.lostSeq = old.seq
+		}
+		c.lost, c.lostGen = true, old.gen
+		c.cuts = append(c.cuts[:0], c.cuts[1:]...)
+	}
+	c.cuts = append(c.cuts, cut{gen, seq})
+}
+
+// cutSince returns the lowest seq a TruncateBack cut back to after truncGen
+// was gen (cut false if none), and the truncGen the answer covers.
+func (w *WAL) cutSince(gen uint64) (low uint64, cut bool, now uint64) {
+	c := &w.cuts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now = w.truncGen.Load() // every TruncateBack up to now is in c.cuts
+	for _, e := range c.cuts {
+		if e.gen > gen { // ascending: the first is the lowest
+			low, cut = e.seq, true
+			break
+		}
+	}
+	if c.lost && gen < c.lostGen && (!cut || c.lostSeq < low) {
+		low, cut = c.lostSeq, true
+	}
+	return low, cut, now
+}
 
 // NewReader returns a Reader positioned before record from (0 means
 // FirstSeq). from may be LastSeq()+1: the Reader then waits at the tail, and
@@ -207,6 +299,7 @@ func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if w.isClosed() {
 		return nil, ErrClosed
 	}
+	gen := w.truncGen.Load() // before the bounds: a cut after them changes it
 	first, last := w.first.Load(), w.published.Load()
 	if from == 0 {
 		from = first
@@ -214,55 +307,86 @@ func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if from < first || from > last+1 {
 		return nil, fmt.Errorf("%w: reader from seq %d outside [%d, %d]", ErrNotFound, from, first, last+1)
 	}
-	return &Reader{w: w, next: from}, nil
+	return &Reader{w: w, next: from, gen: gen}, nil
 }
 
 // Next advances to the next record. It returns false at the end of the log
 // (a later call may return true once more records are appended) or on an
-// error, which Err returns.
+// error, which Err returns (see Reader for truncations).
 func (r *Reader) Next() bool {
 	if r.closed {
 		r.err = ErrClosed
 		return false
 	}
-	w := r.w
-	if r.err != nil || r.next > w.published.Load() {
+	if r.err != nil {
 		return false
 	}
-	if r.i >= len(r.ends) || r.gen != w.truncGen.Load() {
-		if !r.fill() {
+	w := r.w
+	for {
+		if gen := w.truncGen.Load(); gen != r.gen {
+			low, cut, now := w.cutSince(r.gen)
+			if cut && low+1 < r.next {
+				r.dropRun()
+				r.err = fmt.Errorf("%w: the log was cut back to seq %d; this Reader was at seq %d",
+					ErrTruncated, low, r.next)
+				return false
+			}
+			// Whatever was read ahead may be gone or replaced: read again.
+			r.gen = now
+			r.dropRun()
+		}
+		if r.next > w.published.Load() {
 			return false
 		}
+		if r.i >= len(r.ends) {
+			if err := r.fill(); err != nil {
+				if w.truncGen.Load() != r.gen {
+					continue // a truncation explains it: decide above
+				}
+				r.err = err
+				return false
+			}
+			continue // a truncation during the fill is seen above
+		}
+		// Retention and TruncateFront delete from the front after moving
+		// first: a record read ahead before that must not be returned.
+		if r.next < w.first.Load() {
+			r.dropRun()
+			r.err = w.notFound(r.next)
+			return false
+		}
+		start := 0
+		if r.i > 0 {
+			start = r.ends[r.i-1]
+		}
+		r.val = r.buf[start:r.ends[r.i]:r.ends[r.i]]
+		r.i++
+		r.seq = r.next
+		r.next++
+		return true
 	}
-	start := 0
-	if r.i > 0 {
-		start = r.ends[r.i-1]
-	}
-	r.val = r.buf[start:r.ends[r.i]:r.ends[r.i]]
-	r.i++
-	r.seq = r.next
-	r.next++
-	return true
 }
 
+// dropRun forgets what was read ahead. The hint may stay: every use checks
+// the frame's seq and CRC.
+func (r *Reader) dropRun() { r.buf, r.ends, r.i = r.buf[:0], r.ends[:0], 0 }
+
 // fill reads the next run of records starting at r.next.
-func (r *Reader) fill() bool {
+func (r *Reader) fill() error {
 	w := r.w
-	r.buf, r.ends, r.i = r.buf[:0], r.ends[:0], 0
-	r.gen = w.truncGen.Load()
+	r.dropRun()
 	if w.readRun(r) {
-		return true
+		return nil
 	}
 	// The fast path found nothing it could vouch for: the careful path
 	// reports why (ErrNotFound after truncation, ErrCorrupt, index rebuild).
 	var err error
 	r.buf, err = w.read(r.buf[:0], r.next, &r.hint)
 	if err != nil {
-		r.err = err
-		return false
+		return err
 	}
 	r.ends = append(r.ends, len(r.buf))
-	return true
+	return nil
 }
 
 // readRun copies consecutive records from r.next on, within one segment,
@@ -282,7 +406,6 @@ func (w *WAL) readRun(r *Reader) bool {
 		return false // the careful path reports a mapping error
 	}
 	defer s.unpin()
-	maxLen := uint64(w.opts.MaxRecordSize)
 	_ = platform.CatchFault(func() {
 		off := int64(-1)
 		if r.hint.seg == s {
@@ -291,8 +414,8 @@ func (w *WAL) readRun(r *Reader) bool {
 			off = o
 		}
 		for n := 0; n < readAheadRecords && seq <= last && (n == 0 || len(r.buf) < readAhead); n++ {
-			h, st := format.CheckFrameHeader(s.data, off, maxLen)
-			if st != format.FrameOK || h.Seq != seq {
+			h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
+			if st != format.FrameOK || h.Seq != seq || !w.bigFrameOK(s, off, h) {
 				return
 			}
 			p := off + format.FrameHeaderSize

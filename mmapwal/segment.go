@@ -28,6 +28,7 @@ import (
 type segment struct {
 	firstSeq uint64
 	id       uint64
+	logID    uint64 // the log's identity, written into the header at activation
 	seed     uint32
 	path     string
 	f        *os.File
@@ -145,13 +146,14 @@ func newSegmentID() uint64 {
 
 var tempCounter atomic.Uint64
 
-// prepareSegment creates a preallocated, mapped segment and index under
-// temporary names. activate gives it its first seq and final names.
-func prepareSegment(dir string, size int64) (*segment, error) {
+// prepareSegment creates a preallocated, mapped segment and index of the
+// log logID under temporary names, with permissions perm. activate gives it
+// its first seq and final names.
+func prepareSegment(dir string, size int64, logID uint64, perm os.FileMode) (*segment, error) {
 	n := tempCounter.Add(1)
 	base := filepath.Join(dir, fmt.Sprintf("prepared-%d-%d", os.Getpid(), n))
 	path := base + format.SegmentExt + format.TempExt
-	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := platform.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -168,12 +170,12 @@ func prepareSegment(dir string, size int64) (*segment, error) {
 		return fail(err)
 	}
 	id := newSegmentID()
-	idx, err := index.Create(base+format.IndexExt+format.TempExt, id, 0, format.IndexCapacity(size))
+	idx, err := index.Create(base+format.IndexExt+format.TempExt, id, 0, format.IndexCapacity(size), perm)
 	if err != nil {
 		platform.Unmap(data)
 		return fail(err)
 	}
-	s := &segment{id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size, idx: idx,
+	s := &segment{id: id, logID: logID, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size, idx: idx,
 		prefault: newPrefaulter()}
 	s.refs.Store(1)
 	return s, nil
@@ -184,8 +186,14 @@ func prepareSegment(dir string, size int64) (*segment, error) {
 // the flusher, which does it before it syncs any byte of the segment.
 func (s *segment) activate(dir string, firstSeq uint64) error {
 	s.firstSeq = firstSeq
-	format.SegmentHeader{FirstSeq: firstSeq, ID: s.id}.Encode(s.data)
-	s.idx.Init(s.id, firstSeq)
+	if err := platform.CatchFault(func() {
+		format.SegmentHeader{FirstSeq: firstSeq, ID: s.id, LogID: s.logID}.Encode(s.data)
+	}); err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	if err := s.idx.Init(s.id, firstSeq); err != nil {
+		return err
+	}
 	final := filepath.Join(dir, format.SegmentName(firstSeq))
 	// On Windows this unmaps, renames and maps again: s is not in the
 	// segment list yet, and the preparer's prefault works on its own copy
@@ -211,8 +219,11 @@ func (s *segment) discard() {
 	s.idx.Remove()
 }
 
-// openSegment maps an existing segment that recovery has checked.
-func openSegment(path string, firstSeq, id uint64, size int64) (*segment, error) {
+// openSegment maps an existing segment that recovery has checked, and
+// checks that the header in the mapping is still the one recovery read and
+// that the segment belongs to the log logID (see checkOwner): a file can be
+// swapped between recovery's look and this mapping.
+func openSegment(path string, firstSeq, id, logID uint64, size int64) (*segment, error) {
 	f, err := platform.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
@@ -222,8 +233,26 @@ func openSegment(path string, firstSeq, id uint64, size int64) (*segment, error)
 		f.Close()
 		return nil, err
 	}
-	s := &segment{firstSeq: firstSeq, id: id, seed: format.SegmentSeed(id), path: path, f: f, data: data, size: size,
-		prefault: newPrefaulter()}
+	var h format.SegmentHeader
+	if ferr := platform.CatchFault(func() { h, err = format.DecodeSegmentHeader(data) }); ferr != nil {
+		err = ferr
+	}
+	if err == nil && (h.ID != id || h.FirstSeq != firstSeq) {
+		err = fmt.Errorf("header (first seq %d, segment ID %016x) differs from the one recovery read (%d, %016x)",
+			h.FirstSeq, h.ID, firstSeq, id)
+	}
+	if err == nil {
+		err = checkOwner(path, h, logID)
+	} else {
+		err = &CorruptError{File: path, Offset: 0, Seq: firstSeq, Reason: err.Error()}
+	}
+	if err != nil {
+		platform.Unmap(data)
+		f.Close()
+		return nil, err
+	}
+	s := &segment{firstSeq: firstSeq, id: id, logID: logID, seed: format.SegmentSeed(id), path: path, f: f, data: data,
+		size: size, prefault: newPrefaulter()}
 	s.refs.Store(1)
 	return s, nil
 }
@@ -237,4 +266,15 @@ func (s *segment) removeFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkpointLocked writes s's index checkpoint and makes it durable. A fault
+// on the index mapping (the file was shrunk by another process) is an
+// error, not a crash. REQUIRES: what the checkpoint describes was synced;
+// w.flushMu held (or w.mu on the append path's reopen step).
+func (w *WAL) checkpointLocked(s *segment, count uint64, end int64, flags uint32) error {
+	if err := s.idx.Checkpoint(count, end, flags); err != nil {
+		return err
+	}
+	return w.dur.syncIndex(s.idx)
 }

@@ -46,6 +46,9 @@ func crashPayload(id crashRecID) []byte {
 	if h>>60 == 0 { // 1 in 16: a record spanning pages
 		n = 4096 + int(h>>8%9000)
 	}
+	if id.Writer == crashBigWriter { // larger than a segment (64 or 128 KiB)
+		n = crashBigLen - crashHdr - int(h%20000)
+	}
 	b := make([]byte, crashHdr+n)
 	copy(b, crashMagic)
 	binary.LittleEndian.PutUint32(b[4:], id.Cycle)
@@ -83,6 +86,27 @@ func crashDecode(b []byte) (crashRecID, bool) {
 	return id, string(crashPayload(id)) == string(b)
 }
 
+// crashBigWriter is the writer id of records larger than a segment;
+// crashBigLen bounds their length.
+const (
+	crashBigWriter = 500
+	crashBigLen    = 160000
+)
+
+// crashMaxLen is the largest payload of the single record or batch of up to
+// n records that id starts.
+func crashMaxLen(id crashRecID, n int) int {
+	m := 0
+	for i := 0; i < n; i++ {
+		id.Idx, id.N = uint16(i), uint16(n)
+		if i == 0 {
+			id.N = 1
+		}
+		m = max(m, len(crashPayload(id)))
+	}
+	return m
+}
+
 func crashBatch(id crashRecID, n int) [][]byte {
 	recs := make([][]byte, n)
 	for i := range recs {
@@ -98,7 +122,8 @@ type crashEvent struct {
 	// 'A' record acked, 'B' batch acked, 'b'/'T' TruncateBack start/done,
 	// 'f'/'F' TruncateFront start/done. Power loss under SyncNone: 'a'/'c'
 	// record/batch acked but not yet durable, 'S' Sync returned (every
-	// earlier ack is durable).
+	// earlier ack is durable). 'x': the TruncateBack just started failed
+	// with ErrNotFound (retention moved FirstSeq past it) and did nothing.
 	Kind byte
 	Seq  uint64
 	N    uint64
@@ -136,7 +161,7 @@ func parseCrashEvent(line string) (crashEvent, error) {
 		want = 4
 	case 'B':
 		want = 5
-	case 'b', 'T', 'f', 'F':
+	case 'b', 'T', 'f', 'F', 'x':
 	default:
 		return crashEvent{}, fmt.Errorf("bad event kind %q", line)
 	}
@@ -176,6 +201,15 @@ type crashCheck struct {
 // may not have happened: the records it would remove are optional, but if
 // present they must still be exact.
 func crashVerify(w *WAL, base map[uint64]crashRecID, evs []crashEvent) (crashCheck, error) {
+	return crashVerifyFront(w, base, evs, false)
+}
+
+// crashVerifyFront is crashVerify for a log under MaxSegments retention
+// (frontCut): acknowledged records before the recovered FirstSeq may be gone
+// (retention dropped them), but the newest acknowledged record never is
+// (retention keeps the active segment), and every one from FirstSeq on is
+// present and exact.
+func crashVerifyFront(w *WAL, base map[uint64]crashRecID, evs []crashEvent, frontCut bool) (crashCheck, error) {
 	exp := make(map[uint64]crashRecID, len(base)+len(evs))
 	for s, id := range base {
 		exp[s] = id
@@ -229,6 +263,8 @@ func crashVerify(w *WAL, base map[uint64]crashRecID, evs []crashEvent) (crashChe
 				} else {
 					optional = func(s uint64) bool { return s < k }
 				}
+			} else if evs[i+1].Kind == 'x' && e.Kind == 'b' && evs[i+1].Seq == e.Seq {
+				// failed without effect
 			} else if done := map[byte]byte{'b': 'T', 'f': 'F'}[e.Kind]; evs[i+1].Kind != done || evs[i+1].Seq != e.Seq {
 				return crashCheck{}, fmt.Errorf("event %d (%v): truncation start followed by %v, not by its end", i, e, evs[i+1])
 			}
@@ -279,8 +315,21 @@ func crashVerify(w *WAL, base map[uint64]crashRecID, evs []crashEvent) (crashChe
 		}
 	}
 	var lost []uint64
+	// Without truncations in these events, nothing but retention removed
+	// records, and retention keeps the newest.
+	truncated := false
+	for _, e := range evs {
+		truncated = truncated || strings.ContainsRune("bTfFx", rune(e.Kind))
+	}
+	var newest uint64
 	for s := range exp {
-		if optional(s) {
+		newest = max(newest, s)
+	}
+	if frontCut && !truncated && len(exp) > 0 && (last == 0 || first > newest) {
+		return res, fmt.Errorf("log [%d, %d]: retention dropped the newest acknowledged record %d", first, last, newest)
+	}
+	for s := range exp {
+		if optional(s) || (frontCut && s < first) {
 			continue
 		}
 		res.Required++

@@ -10,60 +10,118 @@ import (
 	"github.com/mmapwal/wal/platform"
 )
 
-// TruncateFront drops every record before seq. Whole segments before seq
-// are deleted; the logical first seq is kept in wal.meta (written and synced
-// before any file is deleted, so a crash in between recovers to the same
-// state). seq > LastSeq+1 empties the log, and the next Append gets seq.
-// seq <= FirstSeq does nothing.
+// maxEmptyingSeq bounds the seq TruncateFront may empty the log to (the next
+// Append gets it): the same limit as Options.FirstSeq.
+const maxEmptyingSeq = 1 << 62
+
+// TruncateFront drops every record before seq. seq <= FirstSeq does nothing
+// (TruncateFront(0) included); seq > LastSeq+1 empties the log, and the next
+// Append gets seq (at most 2^62 unless the log is already past it).
+//
+// The cut is logical and durable before any file goes: the new first seq is
+// written to wal.meta and synced (appends go on meanwhile), then published.
+// The whole segments before seq are deleted afterwards, oldest first, by a
+// background goroutine that Close waits for; a crash at any point leaves
+// wal.meta and a suffix of those segments, which the next Open removes
+// (recovery rule 6). On an error writing wal.meta the log in memory is
+// unchanged, but the truncation may still take effect after a crash.
 func (w *WAL) TruncateFront(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return ErrClosed
 	}
 	if err := w.failed(); err != nil {
+		w.mu.Unlock()
 		return err
 	}
-	w.waitInFlightLocked()
-	if seq == 0 || seq > 1<<62 {
-		return fmt.Errorf("%w: TruncateFront(%d)", ErrNotFound, seq)
-	}
-	first, next := w.first.Load(), w.nextSeq
-	if seq <= first {
+	if seq <= w.first.Load() {
+		w.mu.Unlock()
 		return nil
 	}
+	if seq > w.nextSeq && seq > maxEmptyingSeq {
+		w.mu.Unlock()
+		return fmt.Errorf("%w: TruncateFront(%d) beyond LastSeq+1 and 2^62", ErrNotFound, seq)
+	}
+	w.mu.Unlock()
+	// Only truncations change the first seq or remove segments, and they
+	// all hold flushMu: what was decided above stays true while wal.meta is
+	// written without w.mu, so appenders are not held up by its syncs.
 	if err := w.writeMeta(seq); err != nil {
 		return err
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waitInFlightLocked()
 	list := w.segs.Load().segs
-	drop := map[*segment]bool{}
-	if seq >= next {
-		// Empty the log: every segment goes, and the next Append starts a
-		// new segment at seq.
-		for _, s := range list {
-			drop[s] = true
-		}
+	var drop []*segment
+	if seq >= w.nextSeq {
+		// Empty the log (appends meanwhile did not reach seq): every segment
+		// goes, and the next Append starts a new segment at seq. Its name is
+		// above every dropped segment's, so it never meets one of them.
+		drop = list
 		w.active, w.writeOff, w.nextSeq = nil, 0, seq
 		w.published.Store(seq - 1) // nothing in flight: w.mu held, waited above
 		w.synced.Store(seq - 1)
 	} else {
 		for i := 0; i+1 < len(list) && list[i+1].firstSeq <= seq; i++ {
-			drop[list[i]] = true
+			drop = append(drop, list[i])
 		}
 	}
 	w.first.Store(seq)
 	w.truncGen.Add(1)
-	return w.retireLocked(drop)
+	w.unlistLocked(drop)
+	w.reapLater(drop, w.nextSeq-1)
+	return nil
+}
+
+// unlistLocked takes segments out of the list and the dirty list; readers
+// that load the list afterwards no longer find them. REQUIRES: w.mu held.
+func (w *WAL) unlistLocked(drop []*segment) {
+	if len(drop) == 0 {
+		return
+	}
+	set := make(map[*segment]bool, len(drop))
+	for _, s := range drop {
+		set[s] = true
+	}
+	w.segs.Store(w.segs.Load().without(set))
+	dirty := w.dirty[:0]
+	for _, s := range w.dirty {
+		if !set[s] {
+			dirty = append(dirty, s)
+		}
+	}
+	clear(w.dirty[len(dirty):])
+	w.dirty = dirty
+}
+
+// frameAt reports whether a valid frame (header and checksum) of record seq
+// starts at off in s. Its length is bounded by the segment, not by today's
+// MaxRecordSize, which may be lower than when the record was written.
+func frameAt(s *segment, off int64, seq uint64) bool {
+	ok := false
+	_ = platform.CatchFault(func() {
+		h, _, st := format.DecodeFrame(s.data, off, s.seed, uint64(len(s.data)))
+		ok = st == format.FrameOK && h.Seq == seq
+	})
+	return ok
 }
 
 // TruncateBack drops every record after seq; the next Append gets seq+1.
 // seq < FirstSeq-1 is an error (ErrNotFound); seq >= LastSeq does nothing.
-// Later segments are deleted first (newest first), then the records kept
-// are synced, a "truncating" checkpoint is made durable, and the tail is
-// zeroed and synced; a crash at any point leaves the old log, a prefix of
-// it, or the truncated log — never a gap or a stale record.
+// Later segments are deleted first (newest first), then every record kept
+// is synced (whatever the policy: under SyncNone too, TruncateBack returns
+// with records FirstSeq..seq durable), a "truncating" checkpoint is made
+// durable, and the tail is zeroed and synced; a crash at any point leaves
+// the old log, a prefix of it, or the truncated log — never a gap or a
+// stale record. The cut point is the frame of seq+1, checked (seq and
+// checksum) before anything changes; an index entry that does not lead to
+// it is rebuilt from the segment first. Appends in progress return first
+// (see Append); Readers that returned a record it cut stop with
+// ErrTruncated (see Reader).
 func (w *WAL) TruncateBack(seq uint64) error {
 	w.lockFlush()
 	defer w.unlockFlush()
@@ -76,6 +134,9 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		return err
 	}
 	w.waitInFlightLocked()
+	if err := w.settleAppendersLocked(); err != nil {
+		return err
+	}
 	first, last := w.first.Load(), w.nextSeq-1
 	if seq+1 < first {
 		return fmt.Errorf("%w: TruncateBack(%d) before FirstSeq-1 (%d)", ErrNotFound, seq, first-1)
@@ -98,14 +159,29 @@ func (w *WAL) TruncateBack(seq uint64) error {
 			drop[s] = true
 		}
 	}
-	off, ok := keep.idx.Get(seq + 1 - keep.firstSeq)
-	if !ok || off < format.SegmentHeaderSize {
-		return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no index entry for truncation point"}
+	off, ok, lerr := keep.idx.Lookup(seq + 1 - keep.firstSeq)
+	if lerr != nil {
+		return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, lerr)
+	}
+	if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
+		// Cutting at a wrong offset would zero kept records, or leave the
+		// old record to reappear after an index rebuild: find the frame by
+		// scanning, as reads do.
+		if err := w.rebuildIndex(keep, seq+1); err != nil {
+			return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, err)
+		}
+		off, ok, lerr = keep.idx.Lookup(seq + 1 - keep.firstSeq)
+		if lerr != nil {
+			return fmt.Errorf("mmapwal: TruncateBack(%d): %w", seq, lerr)
+		}
+		if !ok || off < format.SegmentHeaderSize || !frameAt(keep, off, seq+1) {
+			return &CorruptError{File: keep.path, Offset: off, Seq: seq + 1, Reason: "no valid frame for the truncation point, even after an index rebuild"}
+		}
 	}
 	// From here on the log changes: readers see the new end first, and a
 	// failure leaves the WAL failed (reopen recovers a consistent state).
 	w.published.Store(seq) // nothing in flight: w.mu held, waited above
-	w.truncGen.Add(1)
+	w.noteTruncateBack(seq)
 	if err := w.retireLocked(drop); err != nil {
 		w.fail(err)
 		return err
@@ -119,14 +195,18 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// the zeroing reached the disk.
 	count := seq + 1 - keep.firstSeq
 	// A checkpoint claims its records are durable: under SyncNone or
-	// SyncPeriodic the records kept may not be synced yet.
+	// SyncPeriodic the records kept may not be synced yet, in this segment
+	// or in earlier ones.
+	if err := w.syncKeptLocked(keep); err != nil {
+		w.fail(err)
+		return err
+	}
 	if err := w.syncSegmentLocked(keep, off); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, format.IndexTruncating)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, format.IndexTruncating); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -143,8 +223,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.fail(err)
 		return err
 	}
-	keep.idx.Checkpoint(count, off, 0)
-	if err := w.dur.syncIndex(keep.idx); err != nil {
+	if err := w.checkpointLocked(keep, count, off, 0); err != nil {
 		err = fmt.Errorf("mmapwal: truncate %s at %d: %w", keep.path, off, err)
 		w.fail(err)
 		return err
@@ -158,15 +237,55 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != keep {
 		w.dirty = append(w.dirty, keep)
 	}
-	if w.synced.Load() > seq {
-		w.synced.Store(seq)
+	w.synced.Store(seq) // every record kept was synced above
+	return nil
+}
+
+// syncKeptLocked makes every dirty segment before keep durable, with its
+// final checkpoint, as the flusher does when it seals one. Those segments
+// are sealed (keep follows them) and hold only kept records.
+// REQUIRES: w.flushMu and w.mu held, no append in flight.
+func (w *WAL) syncKeptLocked(keep *segment) error {
+	n := 0
+	for _, s := range w.dirty {
+		if s.firstSeq >= keep.firstSeq || !s.sealed {
+			continue
+		}
+		// Sealed and fully published: it may have been unmapped (mapcache.go).
+		if err := w.syncKeptSegmentLocked(s); err != nil {
+			return err
+		}
+		n++
+	}
+	w.dirty = w.dropSealed(w.dirty, n)
+	return nil
+}
+
+// syncKeptSegmentLocked is syncKeptLocked's work on one sealed segment s,
+// under a pin. REQUIRES: as syncKeptLocked.
+func (w *WAL) syncKeptSegmentLocked(s *segment) error {
+	ok, err := s.pin()
+	if !ok {
+		if err == nil { // only truncations retire segments, and they hold flushMu
+			err = errSegmentGone
+		}
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
+	}
+	defer s.unpin()
+	if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
+	}
+	if err := w.checkpointLocked(s, s.sealedLast-s.firstSeq+1, s.sealedEnd, 0); err != nil {
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.indexPath(), err)
 	}
 	return nil
 }
 
-// retireLocked removes segments from the list, waits for their readers,
-// unmaps them and deletes their files (newest first), then syncs the
-// directory. REQUIRES: w.flushMu and w.mu held.
+// retireLocked removes the segments after a TruncateBack's cut from the
+// list, waits for their readers, unmaps them and deletes their files newest
+// first (a crash part-way leaves a prefix of the log), then syncs the
+// directory. It runs before TruncateBack returns: the next rotation reuses
+// their names. REQUIRES: w.flushMu and w.mu held.
 func (w *WAL) retireLocked(drop map[*segment]bool) error {
 	if len(drop) == 0 {
 		return nil
@@ -200,31 +319,56 @@ func (w *WAL) retireLocked(drop map[*segment]bool) error {
 	return errors.Join(errs...)
 }
 
-// enforceMaxSegments deletes the oldest sealed segments beyond MaxSegments.
-// REQUIRES: w.flushMu held.
+// enforceMaxSegments drops the oldest sealed segments beyond MaxSegments,
+// exactly as TruncateFront to the first seq of the first segment kept: the
+// new first seq is made durable in wal.meta before anything goes, then
+// published, and the files are deleted oldest first in the background. A
+// crash at any point leaves wal.meta and a suffix of the dropped segments,
+// which the next Open removes (recovery rule 6) — never a hole.
+// REQUIRES: w.flushMu held (as every truncation).
 func (w *WAL) enforceMaxSegments() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	list := w.segs.Load().segs
-	excess := len(list) - w.opts.MaxSegments
-	if w.opts.MaxSegments <= 0 || excess <= 0 || w.closed {
+	if w.opts.MaxSegments <= 0 {
 		return nil
 	}
-	drop := map[*segment]bool{}
+	w.mu.Lock()
+	list := w.segs.Load().segs
+	excess := len(list) - w.opts.MaxSegments
+	if excess <= 0 || w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	var drop []*segment
 	for _, s := range list[:excess] {
 		if s == w.active || !s.sealed {
 			break
 		}
-		drop[s] = true
+		drop = append(drop, s)
 	}
 	if len(drop) == 0 {
+		w.mu.Unlock()
 		return nil
 	}
 	newFirst := list[len(drop)].firstSeq
+	published := drop[len(drop)-1].sealedLast
+	w.mu.Unlock()
+	// Without w.mu, as in TruncateFront: only truncations remove segments
+	// or move the first seq, and they hold flushMu like this call.
+	if newFirst > w.first.Load() {
+		if err := w.writeMeta(newFirst); err != nil {
+			return err
+		}
+	}
+	w.opts.testHook(hookRetentionMeta)
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if newFirst > w.first.Load() {
 		w.first.Store(newFirst)
 	}
-	return w.retireLocked(drop)
+	// Readers drop what they read ahead, as after TruncateFront.
+	w.truncGen.Add(1)
+	w.unlistLocked(drop)
+	w.reapLater(drop, published)
+	return nil
 }
 
 // writeMeta durably records the logical first seq: temporary file, sync,
@@ -232,7 +376,7 @@ func (w *WAL) enforceMaxSegments() error {
 func (w *WAL) writeMeta(first uint64) error {
 	path := filepath.Join(w.dir, format.MetaName)
 	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,13 @@ import (
 // Lock order: flushMu, then mu, then pubMu. Readers take none of
 // them: they load segs and published atomically.
 type WAL struct {
-	dir  string
+	dir  string // absolute, resolved once at Open
 	opts Options
 	log  *slog.Logger
 	dur  durability
 	lock *platform.Lock
+
+	logID uint64 // the log's identity (see identity.go), set by Open
 
 	// mu is the writer lock: it guards reservation (active, writeOff,
 	// nextSeq), the dirty list, segment sealing and list changes. Appenders
@@ -38,6 +40,7 @@ type WAL struct {
 	prefaultKickAt int64
 	dirty          []*segment // segments with unsynced bytes, oldest first
 	closed         bool
+	released       bool
 	appended       uint64 // records reserved since Open (for Stats)
 	batches        uint64
 	bytes          uint64
@@ -47,6 +50,14 @@ type WAL struct {
 	// truncGen changes with every truncation, so Readers drop what they
 	// read ahead (a seq may now hold another record, or none).
 	truncGen atomic.Uint64
+	cuts     cutLog // where recent TruncateBacks cut, for Readers (read.go)
+	// inflight counts appends between their reservation and their return;
+	// TruncateBack waits for them (settleAppendersLocked).
+	inflight atomic.Int64
+	// closeMu serialises Close calls. closed (under mu): Close was called,
+	// no more appends; released (under mu): Close finished, the log is
+	// unmapped and unlocked. Between the two after a transient failure.
+	closeMu sync.Mutex
 
 	// Publication: records become visible in seq order, once their frame and
 	// index entry are written. published is the last visible seq.
@@ -77,6 +88,7 @@ type WAL struct {
 	wg           sync.WaitGroup
 
 	prep *preparer
+	reap reaper // deletes dropped segments off the append path (reaper.go)
 	st   counters
 	rec  RecoveryStats
 
@@ -87,15 +99,25 @@ type WAL struct {
 // defaults. It recovers a crashed log (see package recovery): a torn tail is
 // cut, but damage that cannot be a torn tail fails with ErrCorrupt and
 // changes nothing. A second Open of the same directory fails with ErrLocked.
+//
+// A relative dir is resolved against the working directory once, here:
+// the log keeps using that directory whatever the working directory later
+// becomes (Dir returns the absolute path). Renaming or moving the directory
+// itself while the log is open is not supported.
 func Open(dir string, opts *Options) (*WAL, error) {
 	o, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mmapwal: open %s: %w", dir, err)
+	}
+	dir = abs
+	if err := os.MkdirAll(dir, o.DirMode); err != nil {
 		return nil, err
 	}
-	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
+	lk, err := platform.LockDir(dir, format.LockName, o.FileMode)
 	if err != nil {
 		if errors.Is(err, platform.ErrLockHeld) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
@@ -113,7 +135,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, err
 	}
 	w.warmUp()
-	w.prep = newPreparer(dir, o.SegmentSize, w.log)
+	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, w.log)
 	if w.active == nil {
 		w.prep.prepareNow()
 	} else {
@@ -128,13 +150,21 @@ func Open(dir string, opts *Options) (*WAL, error) {
 	return w, nil
 }
 
-// load runs recovery and maps what it found.
+// load checks the log's identity, runs recovery and maps what it found.
 func (w *WAL) load() error {
+	logID, stored, err := loadIdentity(w.dir)
+	if err != nil {
+		return err
+	}
 	rep, err := recovery.Recover(w.dir, &recovery.Options{
 		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true})
 	if err != nil {
 		return err
 	}
+	if logID == 0 {
+		logID = newSegmentID() // a new log, or one written before identities
+	}
+	w.logID = logID
 	w.rec = RecoveryStats{
 		BytesTruncated: rep.BytesZeroed, RecordsDropped: rep.RecordsDropped, TornFile: rep.TornFile,
 		TornOffset: rep.TornOffset, TempFilesRemoved: len(rep.TempRemoved), FilesRemoved: len(rep.FilesRemoved),
@@ -149,15 +179,17 @@ func (w *WAL) load() error {
 	synced := next - 1
 	for i, rs := range rep.Segments {
 		// A sealed segment whose records are all checkpointed needs nothing
-		// at Open: it is mapped when first read (mapcache.go).
+		// at Open: it is mapped when first read (mapcache.go), and its
+		// header and owner are checked then. loadIdentity has read its
+		// header already.
 		if i < len(rep.Segments)-1 && rs.IndexOK && rs.Trusted == rs.Count && len(rs.Offsets) == 0 {
-			s := w.cache.lazySegment(rs.Path, rs.FirstSeq, rs.ID, rs.Size)
+			s := w.cache.lazySegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 			s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
 			s.syncedOff, s.named = rs.End, true
 			list.segs = append(list.segs, s)
 			continue
 		}
-		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, rs.Size)
+		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 		if err != nil {
 			return err
 		}
@@ -203,6 +235,12 @@ func (w *WAL) load() error {
 	}
 	w.first.Store(first)
 	w.synced.Store(synced) // durable-seq hints written from now on stay true
+	if !stored {
+		// Before any segment carrying the ID can be created.
+		if err := w.writeIdentity(logID); err != nil {
+			return err
+		}
+	}
 	if len(scanned) > 0 || w.rec.IndexesRebuilt > 0 {
 		w.log.Info("mmapwal: recovered", "dir", w.dir, "segments", len(list.segs), "next_seq", next,
 			"scanned_bytes", rep.ScannedBytes, "indexes_rebuilt", w.rec.IndexesRebuilt)
@@ -227,25 +265,26 @@ func (w *WAL) warmUp() {
 	if a == nil {
 		return
 	}
-	lo := max(int64(format.SegmentHeaderSize), w.writeOff-warmTail) &^ (4096 - 1)
-	data := a.data[lo:w.writeOff]
-	idx := a.idx.Mapping()
-	count := int64(w.nextSeq - a.firstSeq)
-	entries := max(0, count-(w.writeOff-lo)/32)
-	ilo := (format.IndexHeaderSize + entries*format.IndexEntrySize) &^ (4096 - 1)
-	ihi := min(int64(len(idx)), format.IndexHeaderSize+count*format.IndexEntrySize)
+	writeOff, count := w.writeOff, int64(w.nextSeq-a.firstSeq) // read now: Open has not returned
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		if !a.acquire() { // the active segment is never evicted: no pin needed
+		// By now appends may have sealed a and the cache unmapped it: a pin
+		// keeps the mapping, if it is still there, for the hints below.
+		if !a.pinIfMapped() {
 			return
 		}
-		defer a.release()
+		defer a.unpin()
+		lo := max(int64(format.SegmentHeaderSize), writeOff-warmTail) &^ (4096 - 1)
+		idx := a.idx.Mapping()
+		entries := max(0, count-(writeOff-lo)/32)
+		ilo := (format.IndexHeaderSize + entries*format.IndexEntrySize) &^ (4096 - 1)
+		ihi := min(int64(len(idx)), format.IndexHeaderSize+count*format.IndexEntrySize)
 		_ = platform.PrefaultRead(idx[:min(int64(len(idx)), 4096)])
 		if ilo < ihi {
 			_ = platform.PrefaultRead(idx[ilo:ihi])
 		}
-		_ = platform.PrefaultRead(data)
+		_ = platform.PrefaultRead(a.data[lo:writeOff])
 	}()
 }
 
@@ -255,17 +294,17 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	capacity := format.IndexCapacity(s.size)
 	if rs.IndexOK {
 		if x, err := index.Open(rs.IndexPath, capacity); err == nil {
-			s.idx = x
-			for i, off := range rs.Offsets {
-				x.Set(int(rs.Trusted)+i, off)
+			if err := x.SetOffsets(int(rs.Trusted), rs.Offsets); err == nil {
+				s.idx = x
+				return nil
 			}
-			return nil
+			x.Close() // shrunk under us: rebuild
 		}
 	}
 	// Rebuild: recovery scanned this segment from its header, so Offsets
 	// covers every record.
 	w.rec.IndexesRebuilt++
-	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity)
+	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity, w.opts.FileMode)
 	if err != nil {
 		return err
 	}
@@ -276,10 +315,12 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, uint64(w.opts.MaxRecordSize), true)
 		rs.Offsets = r.Offsets
 	}
-	for i, off := range rs.Offsets {
-		x.Set(i, off)
+	if err := x.SetOffsets(0, rs.Offsets); err != nil {
+		return err
 	}
-	x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0)
+	if err := x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0); err != nil {
+		return err
+	}
 	if err := w.dur.syncIndex(x); err != nil {
 		return err
 	}
@@ -304,33 +345,61 @@ func (w *WAL) LastSeq() uint64 {
 	return last
 }
 
-// Dir is the directory the log lives in.
+// Dir is the directory the log lives in, as an absolute path (a relative
+// path given to Open is resolved once, at Open).
 func (w *WAL) Dir() string { return w.dir }
 
 // Close syncs whatever the policy, unmaps, and releases the directory lock.
-// Later calls, and calls of other methods, return ErrClosed.
+// Appends fail with ErrClosed as soon as Close is called.
+//
+// If the final sync fails with an error that lost nothing (opening the
+// directory for its sync failed with EMFILE, ENFILE or ENOMEM), Close returns
+// that error and keeps the log mapped and locked: Sync or Close may be called
+// again and succeed once the cause is gone, and Close must be, to release the
+// directory. Any other error (an fsync or msync failure: the kernel may have
+// dropped the data) is final: Close releases everything and returns it.
+// After a Close that released the log, every call returns ErrClosed.
 func (w *WAL) Close() error {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
 	w.mu.Lock()
-	if w.closed {
+	if w.released {
 		w.mu.Unlock()
 		return ErrClosed
 	}
+	retry := w.closed // an earlier Close failed transiently: stopped already
 	w.closed = true
-	w.waitInFlightLocked()
+	if !retry {
+		w.waitInFlightLocked()
+	}
 	w.mu.Unlock()
 
-	close(w.done)
-	w.wg.Wait()
-	w.prep.close()
+	if !retry {
+		close(w.done)
+		w.wg.Wait()
+		w.prep.close()
+	}
 	// The final round: everything published becomes durable, the active
 	// segment is checkpointed as closed, and no round may follow (shut).
 	w.lockFlush()
 	err := w.flushLocked(true)
 	if err == nil && w.active != nil {
-		err = w.dur.syncIndex(w.active.idx)
+		if err = w.dur.syncIndex(w.active.idx); err != nil {
+			err = fmt.Errorf("mmapwal: sync %s: %w", w.active.idx.Path(), err)
+			w.fail(err)
+		}
+	}
+	if err != nil && isTransient(err) && w.failed() == nil {
+		w.unlockFlush()
+		w.log.Warn("mmapwal: close could not sync; call Close again", "dir", w.dir, "err", err)
+		return err
 	}
 	w.shut.Store(true)
 	w.unlockFlush()
+	w.reapWait() // no truncation can queue a job any more
+	w.mu.Lock()
+	w.released = true
+	w.mu.Unlock()
 	if uerr := w.unmapAll(); err == nil {
 		err = uerr
 	}
@@ -350,7 +419,7 @@ func (w *WAL) unmapAll() error {
 	var errs []error
 	for _, s := range list.segs {
 		s.retire()
-		if s.idx == nil { // failed half-way through load
+		if s.idx == nil && s.mc.pins.Load() >= 0 { // failed half-way through load (not a lazy segment)
 			platform.Unmap(s.data)
 			s.f.Close()
 			continue

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 
@@ -29,11 +30,36 @@ type osOps interface {
 	syncFile(f *os.File) error
 	syncDir(dir string) error
 	lock(f *os.File) error
+	// lockDir opens dir and locks it exclusively, or returns nil, nil where
+	// a directory cannot be locked (the lock file alone is the lock there).
+	lockDir(dir string) (*os.File, error)
 	unlock(f *os.File) error
 	renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error)
 	prefault(m []byte) error
 	prefaultRead(m []byte) error
 	openFile(path string, flag int, perm os.FileMode) (*os.File, error)
+	readFileAt(path string, b []byte, off int64) (int, error)
+}
+
+// ReadFileAt reads up to len(b) bytes at off from the file at path (fewer
+// only at the end of the file), without the cost of an *os.File: Open reads
+// every segment's header with it.
+func ReadFileAt(path string, b []byte, off int64) (int, error) {
+	return impl.readFileAt(path, b, off)
+}
+
+// readFileAtPortable is ReadFileAt through os.File.
+func readFileAtPortable(path string, b []byte, off int64) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := f.ReadAt(b, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
 }
 
 // OpenFile opens a file the way mmapwal needs it. On Windows the file is
@@ -176,14 +202,54 @@ func PrefaultRead(m []byte) error {
 	return impl.prefaultRead(m)
 }
 
-// Lock is an exclusive lock on a file, held until Unlock.
-type Lock struct{ f *os.File }
+// Lock is an exclusive lock on a file (and, from LockDir on Unix, on a
+// directory), held until Unlock.
+type Lock struct{ files []*os.File }
 
-// LockFile takes an exclusive, non-blocking lock on path (created if
-// missing). A second LockFile of the same path, from this or another process,
-// fails with ErrLockHeld until Unlock.
+// LockFile takes an exclusive, non-blocking lock on path (created 0600 if
+// missing). A second LockFile of the same path, from this or another
+// process, fails with ErrLockHeld until Unlock.
 func LockFile(path string) (*Lock, error) {
-	f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := lockFile(path, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{files: []*os.File{f}}, nil
+}
+
+// LockDir takes the exclusive lock of a WAL directory: a second LockDir of
+// the same directory, from this or another process, fails with ErrLockHeld
+// until Unlock. On Unix the directory itself is flocked: unlike a lock file
+// it cannot be deleted from under the holder, so deleting the lock file does
+// not let a second writer in. The lock file name (created with perm) is
+// locked too, on every system: on Windows it is the lock (opened without
+// FILE_SHARE_DELETE, so it cannot be deleted while held), and on Unix it
+// excludes earlier versions and tools that lock only the file.
+func LockDir(dir, name string, perm os.FileMode) (*Lock, error) {
+	l := &Lock{}
+	d, err := impl.lockDir(dir)
+	if err != nil {
+		if errors.Is(err, ErrLockHeld) {
+			return nil, fmt.Errorf("lock directory %s: %w", dir, ErrLockHeld)
+		}
+		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
+	}
+	if d != nil {
+		l.files = append(l.files, d)
+	}
+	f, err := lockFile(filepath.Join(dir, name), perm)
+	if err != nil {
+		l.Unlock()
+		return nil, err
+	}
+	l.files = append(l.files, f)
+	return l, nil
+}
+
+func lockFile(path string, perm os.FileMode) (*os.File, error) {
+	// os.OpenFile, not OpenFile: on Windows the lock file must not be
+	// deletable while it is held.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -194,21 +260,27 @@ func LockFile(path string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return &Lock{f: f}, nil
+	return f, nil
 }
 
 // Unlock releases the lock explicitly (Windows releases a LockFileEx lock
-// on close only "when resources allow"), then closes the file.
+// on close only "when resources allow"), then closes the files.
 func (l *Lock) Unlock() error {
-	if l == nil || l.f == nil {
+	if l == nil {
 		return nil
 	}
-	err := impl.unlock(l.f)
-	if cerr := l.f.Close(); err == nil {
-		err = cerr
+	var errs []error
+	for i := len(l.files) - 1; i >= 0; i-- {
+		f := l.files[i]
+		if err := impl.unlock(f); err != nil {
+			errs = append(errs, fmt.Errorf("unlock %s: %w", f.Name(), err))
+		}
+		if err := f.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	l.f = nil
-	return err
+	l.files = nil
+	return errors.Join(errs...)
 }
 
 var _ io.Closer = (*os.File)(nil)

@@ -31,6 +31,8 @@ func (unixOps) lock(f *os.File) error { return flock(f) }
 
 func (unixOps) unlock(f *os.File) error { return funlock(f) }
 
+func (unixOps) lockDir(dir string) (*os.File, error) { return flockDir(dir) }
+
 func (unixOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
 	return renameInPlace(f, m, to)
 }
@@ -38,3 +40,7 @@ func (unixOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, 
 func (unixOps) prefault([]byte) error { return nil }
 
 func (unixOps) prefaultRead([]byte) error { return nil }
+
+func (unixOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return preadPath(path, b, off)
+}

@@ -37,6 +37,8 @@ func (linuxOps) lock(f *os.File) error { return flock(f) }
 
 func (linuxOps) unlock(f *os.File) error { return funlock(f) }
 
+func (linuxOps) lockDir(dir string) (*os.File, error) { return flockDir(dir) }
+
 func (linuxOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
 	return renameInPlace(f, m, to)
 }
@@ -55,4 +57,8 @@ func (linuxOps) prefault(m []byte) error {
 		return nil // kernel older than 5.14: faults stay on the writer's path
 	}
 	return err
+}
+
+func (linuxOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return preadPath(path, b, off)
 }

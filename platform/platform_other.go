@@ -28,6 +28,8 @@ func (otherOps) lock(*os.File) error { return nil }
 
 func (otherOps) unlock(*os.File) error { return nil }
 
+func (otherOps) lockDir(string) (*os.File, error) { return nil, nil }
+
 func (otherOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
 	return renameInPlace(f, m, to)
 }
@@ -35,3 +37,7 @@ func (otherOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte,
 func (otherOps) prefault([]byte) error { return nil }
 
 func (otherOps) prefaultRead([]byte) error { return nil }
+
+func (otherOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return readFileAtPortable(path, b, off)
+}

@@ -67,3 +67,47 @@ func TestCatchFaultTurnsSIGBUSIntoError(t *testing.T) {
 	assert.NoError(t, CatchFault(func() { m[10] = 1 }), "pages still backed by the file work")
 	assert.Panics(t, func() { _ = CatchFault(func() { panic("not a fault") }) }, "other panics propagate")
 }
+
+func TestLockDirIsExclusiveUntilUnlock(t *testing.T) {
+	dir := t.TempDir()
+	l, err := LockDir(dir, "LOCK", 0o600)
+	require.NoError(t, err)
+	_, err = LockDir(dir, "LOCK", 0o600)
+	require.ErrorIs(t, err, ErrLockHeld)
+	_, err = LockFile(filepath.Join(dir, "LOCK"))
+	require.ErrorIs(t, err, ErrLockHeld, "tools locking only the file are excluded too")
+	require.NoError(t, l.Unlock())
+	l2, err := LockDir(dir, "LOCK", 0o600)
+	require.NoError(t, err)
+	require.NoError(t, l2.Unlock())
+}
+
+func TestLockDirSurvivesDeletingTheLockFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("on Windows the held lock file cannot be deleted")
+	}
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" && runtime.GOOS != "freebsd" {
+		t.Skip("directory locks need flock")
+	}
+	dir := t.TempDir()
+	l, err := LockDir(dir, "LOCK", 0o600)
+	require.NoError(t, err)
+	defer l.Unlock()
+	require.NoError(t, os.Remove(filepath.Join(dir, "LOCK")))
+	_, err = LockDir(dir, "LOCK", 0o600)
+	require.ErrorIs(t, err, ErrLockHeld, "the directory itself is locked")
+}
+
+func TestReadFileAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(path, []byte("0123456789"), 0o600))
+	b := make([]byte, 4)
+	n, err := ReadFileAt(path, b, 2)
+	require.NoError(t, err)
+	assert.Equal(t, "2345", string(b[:n]))
+	n, err = ReadFileAt(path, b, 8)
+	require.NoError(t, err, "a short read at the end is not an error")
+	assert.Equal(t, "89", string(b[:n]))
+	_, err = ReadFileAt(path+"x", b, 0)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}

@@ -105,6 +105,10 @@ func (windowsOps) unlock(f *os.File) error {
 	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
 }
 
+// lockDir: a directory handle cannot be locked on Windows; the lock file,
+// opened without FILE_SHARE_DELETE, cannot be deleted while held.
+func (windowsOps) lockDir(string) (*os.File, error) { return nil, nil }
+
 // renameMapped: a mapped file is not renamed on Windows. Unmap (mmap-go
 // flushes the view first) and close, rename, then open and map again; the
 // page cache keeps the contents, so nothing is read from disk.
@@ -135,3 +139,7 @@ func (windowsOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byt
 func (windowsOps) prefault([]byte) error { return nil }
 
 func (windowsOps) prefaultRead([]byte) error { return nil }
+
+func (windowsOps) readFileAt(path string, b []byte, off int64) (int, error) {
+	return readFileAtPortable(path, b, off)
+}

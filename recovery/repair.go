@@ -3,8 +3,6 @@ package recovery
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/mmapwal/wal/format"
@@ -39,22 +37,24 @@ type RepairReport struct {
 // Repair gets a damaged log open again by cutting it at the first damage. It
 // scans every segment in full (every frame verified, index checkpoints
 // ignored) and finds the first damaged point: a bad segment header, a frame
-// that fails its checks where the log should go on, or a gap (a missing
-// segment). It then copies the damaged segment aside to <name>.broken (a
-// header-damaged one is renamed aside whole), zeroes it from the end of its
-// last valid record or complete batch and syncs it, renames every later
-// segment aside to <name>.broken, deletes the index files of the segments it
-// touched (Open rebuilds them), and syncs the directory. Existing .broken
-// files are never overwritten: a counter is added.
+// that fails its checks where the log should go on, non-zero bytes after
+// the valid data, or a gap (a missing segment). It then copies the damaged
+// segment aside to <name>.broken and makes the copy and its directory entry
+// durable, zeroes the original from the end of its last valid record or
+// complete batch and syncs it (a header-damaged segment is instead renamed
+// aside whole), renames every later segment aside to <name>.broken (newest
+// first), deletes the index files of the segments it touched (Open rebuilds
+// them), and syncs the directory. Existing .broken files are never
+// overwritten: a counter is added.
 //
 // A directory without damage is left unchanged (RepairReport.Damaged false).
 // A torn tail counts as damage here too: Repair cuts it as Open would, but
 // keeps a copy. Repair fails with format.ErrLocked while a WAL has the
-// directory open.
+// directory open. Like Recover, it fails without changing anything when it
+// cannot read a file (the error names it).
 func Repair(dir string, opts *Options) (*RepairReport, error) {
 	o := opts.withDefaults()
-	maxLen := uint64(o.MaxRecordSize)
-	lk, err := platform.LockFile(filepath.Join(dir, format.LockName))
+	lk, err := platform.LockDir(dir, format.LockName, 0o600)
 	if err != nil {
 		if errors.Is(err, platform.ErrLockHeld) {
 			return nil, fmt.Errorf("repair %s: %w", dir, format.ErrLocked)
@@ -63,203 +63,111 @@ func Repair(dir string, opts *Options) (*RepairReport, error) {
 	}
 	defer lk.Unlock()
 
-	rep := &RepairReport{Dir: dir, MovedAside: map[string]string{}}
-	// A bad meta file, and segments wholly before the logical first seq,
-	// are Recover's to report and remove.
-	l, err := listDir(dir)
+	// Every frame verified, index checkpoints ignored; stale bytes after
+	// the data of any segment count as damage. A bad meta file, and
+	// segments wholly before the logical first seq, are Recover's to report
+	// and remove.
+	o.Full, o.Offsets = true, false
+	facts, err := analyse(o.fs, dir, o, true)
 	if err != nil {
 		return nil, err
 	}
-	segs := l.segs
-
-	var d *repairDamage
-	for i, sf := range segs {
-		var next uint64
-		if i+1 < len(segs) {
-			next = segs[i+1].seq
-		}
-		d, err = repairScan(sf, next, i == len(segs)-1, maxLen)
-		if err != nil {
-			return nil, err
-		}
-		if d != nil {
-			d.idx = i
-			break
-		}
-	}
-	if d == nil {
+	p := planRepair(facts)
+	rep := &RepairReport{Dir: dir, MovedAside: map[string]string{}}
+	if p == nil {
 		return rep, nil
 	}
-	rep.Damaged, rep.Reason = true, d.reason
-	rep.File, rep.Offset, rep.Seq = segs[d.idx].path, d.off, d.seq
-	rep.RecordsDropped = d.dropped
-
-	later := segs[d.idx+1:]
-	for _, s := range later {
-		rep.RecordsDropped += countValid(s, maxLen)
-	}
-	// Keep a copy (or the whole file) of the damaged segment, then cut it.
-	cur := segs[d.idx]
-	if d.whole {
-		dst, err := moveAside(cur.path)
-		if err != nil {
-			return nil, err
-		}
-		rep.MovedAside[cur.path] = dst
-	} else if d.cut {
-		dst, err := copyAside(cur.path)
-		if err != nil {
-			return nil, err
-		}
-		rep.MovedAside[cur.path] = dst
-		n, err := zeroTail(cur.path, d.off)
-		if err != nil {
-			return nil, err
-		}
-		rep.BytesZeroed = n
-	}
-	for i := len(later) - 1; i >= 0; i-- { // newest first: a crash leaves a prefix
-		dst, err := moveAside(later[i].path)
-		if err != nil {
-			return nil, err
-		}
-		rep.MovedAside[later[i].path] = dst
-	}
-	for _, s := range segs[d.idx:] {
-		p := indexPath(s.path)
-		if err := os.Remove(p); err == nil {
-			rep.IndexesRemoved = append(rep.IndexesRemoved, p)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	if err := platform.SyncDir(dir); err != nil {
+	rep.Damaged, rep.Reason = true, p.reason
+	rep.File, rep.Offset, rep.Seq = p.file, p.off, p.seq
+	rep.RecordsDropped = p.dropped
+	if err := applyRepair(o.fs, dir, p, rep); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
-type repairDamage struct {
-	idx     int
-	off     int64  // where the log now ends in the segment
+// repairPlan is Repair's decision: the log is cut at its first damage.
+type repairPlan struct {
+	file    string
+	off     int64  // where the log now ends in file
 	seq     uint64 // first seq no longer in the log
-	whole   bool   // the segment itself is moved aside
-	cut     bool   // the segment is copied aside and zeroed from off
-	dropped int    // valid frames after off in this segment
+	whole   bool   // file itself is moved aside (bad header)
+	zeroTo  int64  // > off: file is copied aside, then [off, zeroTo) zeroed
+	later   []string
+	indexes []string // index files of the segments touched (Open rebuilds them)
+	dropped int
 	reason  string
 }
 
-// repairScan verifies one segment completely. next is the first seq of the
-// following segment (0 if sf is the last).
-func repairScan(sf segFile, next uint64, last bool, maxLen uint64) (*repairDamage, error) {
-	f, err := os.Open(sf.path)
-	if err != nil {
-		return nil, err
+// planRepair finds the first damaged point: a bad segment header, a frame
+// that fails its checks where the log should go on, non-zero bytes after
+// the valid data, or a gap (a missing segment). nil: no damage.
+func planRepair(f *dirFacts) *repairPlan {
+	if f.stop >= len(f.segs) {
+		return nil
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
+	s := &f.segs[f.stop]
+	p := &repairPlan{file: s.path}
+	if s.header != headerOK {
+		p.seq, p.whole, p.reason = s.seq, true, s.headerReason
+	} else {
+		c := ruleEnd(f)
+		p.off, p.seq, p.zeroTo = c.off, c.seq, c.zeroTo
+		p.dropped = s.afterValid
+		p.reason = fmt.Sprintf("%s at offset %d", c.what, s.scan.StopAt)
 	}
-	if fi.Size() < format.SegmentHeaderSize {
-		return &repairDamage{off: 0, seq: sf.seq, whole: true,
-			reason: fmt.Sprintf("segment is %d bytes, shorter than its header", fi.Size())}, nil
+	for _, l := range f.segs[f.stop+1:] {
+		p.later = append(p.later, l.path)
+		p.dropped += int(l.chain)
 	}
-	data, err := platform.MapReadOnly(f, int(fi.Size()))
-	if err != nil {
-		return nil, err
+	for _, l := range f.segs[f.stop:] {
+		if f.names[filepath.Base(l.indexPath)] {
+			p.indexes = append(p.indexes, l.indexPath)
+		}
 	}
-	defer platform.Unmap(data)
-	var d *repairDamage
-	ferr := platform.CatchFault(func() {
-		h, err := format.DecodeSegmentHeader(data)
-		switch {
-		case err != nil:
-			d = &repairDamage{seq: sf.seq, whole: true, reason: "segment header: " + err.Error()}
-			return
-		case h.FirstSeq != sf.seq:
-			d = &repairDamage{seq: sf.seq, whole: true,
-				reason: fmt.Sprintf("header says first seq %d, file name says %d", h.FirstSeq, sf.seq)}
-			return
-		}
-		seed := format.SegmentSeed(h.ID)
-		r := Scan(data, seed, format.SegmentHeaderSize, sf.seq, maxLen, false)
-		clean := (r.Stop == StopZero || r.Stop == StopEnd) && r.Dropped == 0 && (last || r.Next == next)
-		if clean && r.Stop == StopZero && lastNonZero(data, r.End) > r.End {
-			clean = false // stale bytes after the end: cut them too
-		}
-		if clean {
-			return
-		}
-		reason := r.Stop.String()
-		if r.Stop == StopBadFrame {
-			reason += " (" + r.Frame.String() + ")"
-		}
-		if r.Dropped > 0 {
-			reason = "unfinished batch"
-		}
-		if !last && r.Next != next && (r.Stop == StopZero || r.Stop == StopEnd) {
-			reason = fmt.Sprintf("log ends at seq %d but the next segment starts at %d (missing or damaged segment)", r.Next-1, next)
-		}
-		_, valid := FindProof(data, seed, r.End, r.Next, maxLen)
-		d = &repairDamage{off: r.End, seq: r.Next, cut: lastNonZero(data, r.End) > r.End, dropped: valid,
-			reason: fmt.Sprintf("%s at offset %d", reason, r.StopAt)}
-	})
-	if ferr != nil {
-		return nil, fmt.Errorf("repair %s: %w", sf.path, ferr)
-	}
-	return d, nil
+	return p
 }
 
-// freeName returns path+BrokenExt, or with a counter if that exists.
-func freeName(path string) (string, error) {
-	for i := 0; i < 10000; i++ {
-		p := path + BrokenExt
-		if i > 0 {
-			p = fmt.Sprintf("%s%s.%d", path, BrokenExt, i)
+// applyRepair carries out Repair's plan in the order of apply.go: the copy
+// of the damaged segment, and its name, are durable before the original is
+// changed.
+func applyRepair(fsys fileSystem, dir string, p *repairPlan, rep *RepairReport) error {
+	if !p.whole && p.zeroTo > p.off {
+		dst, err := copyAside(fsys, p.file)
+		if err != nil {
+			return err
 		}
-		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-			return p, nil
-		} else if err != nil {
-			return "", err
+		rep.MovedAside[p.file] = dst
+		if err := fsys.SyncDir(dir); err != nil {
+			return fmt.Errorf("repair: %w", err)
 		}
+		if err := zeroRange(fsys, p.file, p.off, p.zeroTo); err != nil {
+			return err
+		}
+		rep.BytesZeroed = p.zeroTo - p.off
 	}
-	return "", fmt.Errorf("repair: no free %s name for %s", BrokenExt, path)
-}
-
-func moveAside(path string) (string, error) {
-	dst, err := freeName(path)
-	if err != nil {
-		return "", err
+	for i := len(p.later) - 1; i >= 0; i-- { // newest first: a crash leaves a prefix
+		dst, err := moveAside(fsys, p.later[i])
+		if err != nil {
+			return err
+		}
+		rep.MovedAside[p.later[i]] = dst
 	}
-	return dst, os.Rename(path, dst)
-}
-
-// copyAside copies path to a free .broken name and syncs the copy.
-func copyAside(path string) (string, error) {
-	dst, err := freeName(path)
-	if err != nil {
-		return "", err
+	if p.whole {
+		dst, err := moveAside(fsys, p.file)
+		if err != nil {
+			return err
+		}
+		rep.MovedAside[p.file] = dst
 	}
-	src, err := os.Open(path)
-	if err != nil {
-		return "", err
+	for _, path := range p.indexes {
+		if err := removeFile(fsys, path); err != nil {
+			return err
+		}
+		rep.IndexesRemoved = append(rep.IndexesRemoved, path)
 	}
-	defer src.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return "", err
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("repair: %w", err)
 	}
-	_, err = io.Copy(out, src)
-	if err == nil {
-		err = platform.SyncFile(out)
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-		return "", err
-	}
-	return dst, nil
+	return nil
 }
