@@ -4,7 +4,7 @@ MODULES := . $(shell find . -mindepth 2 -name go.mod -not -path './testdata/*' -
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: test demo lint bench bench-compare crash fuzz windows-smoke
+.PHONY: test demo lint bench bench-compare crash fuzz windows-smoke scale
 
 ## test: race tests of every module (short crash loop and power-loss trials included)
 test:
@@ -35,6 +35,10 @@ bench-compare:
 ## crash: the long crash loop and power-loss runs
 crash:
 	MMAPWAL_CRASH_CYCLES=1000 MMAPWAL_POWERLOSS_TRIALS=10000 $(GO) test -count=1 -timeout 60m -run 'TestCrash|TestPowerLoss' -v ./mmapwal/ | grep -E '^(=== RUN|--- |    .*(cycles|trials|TOTAL))|^(ok|FAIL)'
+
+## scale: a log of 100,000 segments under `ulimit -n 1024`: descriptors, mappings and RSS stay bounded
+scale:
+	MMAPWAL_SCALE=1 $(GO) test -count=1 -timeout 60m -run '^TestScale100kSegments$$' -v ./mmapwal/
 
 ## fuzz: each fuzz target for FUZZTIME (minimisation capped: an execution of
 ## FuzzRecover opens a WAL, and minimising a large input would otherwise run for minutes unreported)

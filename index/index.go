@@ -191,14 +191,28 @@ func (x *Index) Sync() error {
 
 // Close unmaps and closes the file without syncing.
 func (x *Index) Close() error {
-	if x == nil || x.f == nil {
+	if x == nil || (x.f == nil && x.m == nil) {
 		return nil // never opened, closed, or lost in a failed Rename
 	}
 	err := platform.Unmap(x.m)
-	if cerr := x.f.Close(); err == nil {
-		err = cerr
+	if x.f != nil {
+		if cerr := x.f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	x.m, x.f = nil, nil
+	return err
+}
+
+// CloseFile closes the descriptor and keeps the mapping, which stays valid:
+// where syncing a mapping needs no descriptor (Unix msync), an index then
+// costs no file descriptor. Rename is not possible afterwards.
+func (x *Index) CloseFile() error {
+	if x == nil || x.f == nil {
+		return nil
+	}
+	err := x.f.Close()
+	x.f = nil
 	return err
 }
 

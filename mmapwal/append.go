@@ -177,6 +177,9 @@ func (w *WAL) rotateLocked(need int64) error {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
 	}
+	if err := w.cache.adopt(next); err != nil {
+		w.log.Warn("mmapwal: closing a mapped segment's descriptors failed", "file", next.path, "err", err)
+	}
 	old := w.active
 	if old != nil {
 		old.sealed, old.sealedEnd, old.sealedLast = true, w.writeOff, w.nextSeq-1
@@ -191,6 +194,7 @@ func (w *WAL) rotateLocked(need int64) error {
 		// The flusher seals the old segment (full sync, index checkpoint)
 		// in the background.
 		w.kickFlusher()
+		w.manageSealedLocked()
 	}
 	return nil
 }

@@ -161,7 +161,10 @@ func (c *cmState) register(tokens []uint64) []*cmAppend {
 
 func cmRun(t *testing.T, policy SyncPolicy, maxSegs int, d time.Duration) {
 	dir := t.TempDir()
-	o := &Options{SegmentSize: MinSegmentSize, Sync: policy, SyncInterval: time.Millisecond, MaxSegments: maxSegs}
+	// One mapped sealed segment: reads, syncs and truncations map evicted
+	// segments again beside the reaper and retention (mapcache.go).
+	o := &Options{SegmentSize: MinSegmentSize, Sync: policy, SyncInterval: time.Millisecond, MaxSegments: maxSegs,
+		MaxMappedSegments: 1}
 	w := mustOpen(t, dir, o)
 	c := &cmState{w: w, appends: map[uint64]*cmAppend{}}
 

@@ -31,6 +31,7 @@ func (w *WAL) flushLoop() {
 		case <-w.kick:
 		case <-tick:
 		}
+		w.manageSealed() // a rotation kicked: the sealed segment may be unmapped once written (mapcache.go)
 		if w.opts.Sync == SyncNone {
 			// SyncNone syncs only on Sync() and Close(); rotation still
 			// kicks, for MaxSegments.
@@ -178,18 +179,30 @@ func (w *WAL) flushRound(final, muHeld bool) error {
 				}
 			}
 		}
-		if !s.acquire() {
-			continue // retired by truncation meanwhile
+		if ok, perr := s.pin(); !ok {
+			if perr == nil {
+				continue // retired by truncation meanwhile
+			}
+			// Mapping it again failed. Nothing written is lost (unmapped
+			// pages stay in the page cache), so a lack of descriptors or
+			// memory is retried later, as for a directory sync.
+			err := fmt.Errorf("mmapwal: sync %s: %w", s.path, dirSyncError(perr))
+			if !isTransient(err) {
+				w.fail(err)
+			}
+			return err
 		}
 		err := w.syncSegmentLocked(s, end)
 		if err == nil {
 			if full {
-				err = w.checkpointLocked(s, d.last-s.firstSeq+1, d.end, 0)
+				if err = w.checkpointLocked(s, d.last-s.firstSeq+1, d.end, 0); err == nil {
+					w.cache.manage(s)
+				}
 			} else if checkpoint {
 				err = s.idx.Checkpoint(target-s.firstSeq+1, end, 0)
 			}
 		}
-		s.release()
+		s.unpin()
 		if err != nil {
 			err = fmt.Errorf("mmapwal: sync %s: %w", s.path, err)
 			if !isTransient(err) {
@@ -235,10 +248,13 @@ func (w *WAL) flushRound(final, muHeld bool) error {
 // a live segment). Every record up to seq is published, so its entry is set.
 func (w *WAL) endOf(seq uint64) (*segment, int64) {
 	s := w.segs.Load().find(seq)
-	if s == nil || !s.acquire() {
+	if s == nil {
 		return nil, 0
 	}
-	defer s.release()
+	if ok, _ := s.pin(); !ok {
+		return nil, 0 // dirty segments are never unmapped: it was retired
+	}
+	defer s.unpin()
 	var end int64
 	_ = platform.CatchFault(func() {
 		off, ok := s.idx.Get(seq - s.firstSeq)

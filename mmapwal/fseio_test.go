@@ -249,7 +249,7 @@ func TestFSFaultEIOAtWriteBack_SyncErrorIsStickyAndReopenRecoversPrefix(t *testi
 	require.Equal(t, cut, writeOff(), "the padding record must end on a page boundary")
 	victim := eioLastSegment(t, dir)
 	w.mu.Lock()
-	activePath, activeFirst, victimFile := w.active.path, w.active.firstSeq, w.active.f
+	activePath, activeFirst, victim0 := w.active.path, w.active.firstSeq, w.active
 	w.mu.Unlock()
 	require.Equal(t, activePath, victim, "the last *.seg is the active segment")
 	require.Greater(t, activeFirst, uint64(1), "the victim should not be the first segment")
@@ -303,12 +303,17 @@ func TestFSFaultEIOAtWriteBack_SyncErrorIsStickyAndReopenRecoversPrefix(t *testi
 	assert.True(t, errors.Is(faultErr, syscall.EIO) || errors.Is(faultErr, syscall.ENOSPC),
 		"want a write-back error (EIO, or ENOSPC from the loop device), got %v", faultErr)
 	w.mu.Lock()
-	require.Same(t, victimFile, w.active.f, "the fault must hit the victim, not a rotated segment")
+	require.Same(t, victim0, w.active, "the fault must hit the victim, not a rotated segment")
 	w.mu.Unlock()
 
 	// 5. Linux reports a write-back error once: a second fdatasync on the
 	// same open file succeeds although the page never reached the device.
 	// The WAL must not be fooled: it stays failed.
+	// The WAL holds no descriptor of a mapped segment (mapcache.go): use one
+	// of our own; it may report the error itself, once.
+	victimFile, err := os.Open(activePath)
+	require.NoError(t, err)
+	defer victimFile.Close()
 	osErr := unix.Fdatasync(int(victimFile.Fd()))
 	t.Logf("second fdatasync of the victim at the OS level: %v", osErr)
 	_, err = w.Append(fsfRecord(faultSeq + 1))

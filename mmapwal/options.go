@@ -60,6 +60,10 @@ type Options struct {
 	Logger        *slog.Logger  // nil = silent
 	FileMode      os.FileMode   // permissions of files the log creates (before the umask); default 0600
 	DirMode       os.FileMode   // permissions of the directory if Open creates it (before the umask); default 0700
+	// MaxMappedSegments bounds the sealed segments kept mapped (2 mappings
+	// each, and on Windows 2 handles); others are mapped again when read.
+	// 0 = DefaultMaxMappedSegments.
+	MaxMappedSegments int
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
@@ -131,6 +135,12 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.MaxSegments < 0 {
 		return bad("negative MaxSegments %d", r.MaxSegments)
+	}
+	switch {
+	case r.MaxMappedSegments == 0:
+		r.MaxMappedSegments = DefaultMaxMappedSegments
+	case r.MaxMappedSegments < 0:
+		return bad("negative MaxMappedSegments %d", r.MaxMappedSegments)
 	}
 	if r.Logger == nil {
 		r.Logger = silentLogger

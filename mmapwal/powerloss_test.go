@@ -195,7 +195,15 @@ func (h *plHooks) readFile(f *os.File, off, n int64) (plFileID, []byte, int64, e
 
 func (h *plHooks) syncSegment(s *segment, off, n int64) error {
 	h.maybeCapture(fmt.Sprintf("syncSegment(%s, %d, %d)", filepath.Base(s.path), off, n))
-	id, b, size, err := h.readFile(s.f, off, n)
+	f := s.f
+	if f == nil { // on Unix a mapped segment holds no descriptor (mapcache.go)
+		var err error
+		if f, err = os.Open(s.path); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	id, b, size, err := h.readFile(f, off, n)
 	if err != nil {
 		return err
 	}

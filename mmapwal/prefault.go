@@ -84,7 +84,11 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struc
 	for {
 		target := min(size, pf.mark.Load()+prefaultAhead)
 		for done < target {
-			if pf.halted(quit) || !s.acquire() {
+			if pf.halted(quit) || !s.pinIfMapped() {
+				return
+			}
+			if pf.halted(quit) { // sealed: it may have been unmapped and mapped again since data was copied
+				s.unpin()
 				return
 			}
 			end := min(done+prefaultChunk, size)
@@ -95,7 +99,7 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struc
 				_ = platform.Prefault(idxMap[idone:ie])
 				idone = ie
 			}
-			s.release()
+			s.unpin()
 			done = end
 		}
 		if done >= size {

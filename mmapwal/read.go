@@ -50,14 +50,21 @@ func (w *WAL) read(dst []byte, seq uint64, hint *readHint) ([]byte, error) {
 			return dst, w.notFound(seq)
 		}
 		s := w.segs.Load().find(seq)
-		if s == nil || !s.acquire() {
+		pinned, perr := false, error(nil)
+		if s != nil {
+			pinned, perr = s.pin()
+		}
+		if perr != nil {
+			return dst, perr
+		}
+		if !pinned {
 			if attempt < 3 {
 				continue // the list changed under us (truncation, Close)
 			}
 			return dst, w.notFound(seq)
 		}
 		out, off, st := w.readFrame(s, dst, seq, hint)
-		s.release()
+		s.unpin()
 		if st == readOK {
 			return out, nil
 		}
@@ -98,7 +105,7 @@ func (w *WAL) notFound(seq uint64) error {
 
 // readFrame finds, checks and copies record seq of s. The payload is copied
 // before its checksum is computed, so bytes changed after the check can
-// never be returned. REQUIRES: a reference on s.
+// never be returned. REQUIRES: a pin on s.
 func (w *WAL) readFrame(s *segment, dst []byte, seq uint64, hint *readHint) ([]byte, int64, readStatus) {
 	n := len(dst)
 	off := int64(-1)
@@ -148,7 +155,7 @@ func (w *WAL) readFrame(s *segment, dst []byte, seq uint64, hint *readHint) ([]b
 // length field must still not make a read allocate up to a gigabyte, so such
 // a frame is copied only once its bytes in the mapping pass the check (the
 // copy is checked again: the mapping may change under a TruncateBack).
-// REQUIRES: a reference on s; called under a fault guard.
+// REQUIRES: a pin on s; called under a fault guard.
 func (w *WAL) bigFrameOK(s *segment, off int64, h format.FrameHeader) bool {
 	if h.Length <= uint64(w.opts.MaxRecordSize) {
 		return true
@@ -158,12 +165,15 @@ func (w *WAL) bigFrameOK(s *segment, off int64, h format.FrameHeader) bool {
 }
 
 // rebuildIndex rescans s and rewrites its index entries after an entry
-// failed its check. REQUIRES: a reference on s is not held (it takes one).
+// failed its check. REQUIRES: none; it pins s itself (a caller may hold a pin too).
 func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
-	if !s.acquire() {
+	if ok, err := s.pin(); !ok {
+		if err != nil {
+			return err
+		}
 		return w.notFound(seq)
 	}
-	defer s.release()
+	defer s.unpin()
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
 	var r recovery.ScanResult
@@ -389,10 +399,13 @@ func (w *WAL) readRun(r *Reader) bool {
 		return false
 	}
 	s := w.segs.Load().find(seq)
-	if s == nil || !s.acquire() {
+	if s == nil {
 		return false
 	}
-	defer s.release()
+	if ok, _ := s.pin(); !ok {
+		return false // the careful path reports a mapping error
+	}
+	defer s.unpin()
 	_ = platform.CatchFault(func() {
 		off := int64(-1)
 		if r.hint.seg == s {

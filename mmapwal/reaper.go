@@ -96,7 +96,7 @@ func (w *WAL) reapJob(job reapJob) error {
 		// The index goes first: a crash between the two unlinks then leaves
 		// a segment that rule 6 removes with its (absent) index, never an
 		// index without its segment.
-		for _, p := range []string{s.idx.Path(), s.path} {
+		for _, p := range []string{s.indexPath(), s.path} { // s.idx is nil if s was never mapped
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}

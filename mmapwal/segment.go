@@ -38,6 +38,7 @@ type segment struct {
 	refs     atomic.Int64
 	retiring atomic.Bool // set before the list's reference is dropped: background work stops
 	prefault *prefaulter // its loop runs while the segment is prepared or active
+	mc       mapState    // data, idx and f are valid only under a pin (mapcache.go)
 
 	// Guarded by WAL.mu.
 	sealed     bool   // no more appends; sealedEnd/sealedLast are final
@@ -90,17 +91,7 @@ func (s *segment) waitIdle() {
 }
 
 // unmap closes the mapping, file and index. REQUIRES: no references.
-func (s *segment) unmap() error {
-	err := platform.Unmap(s.data)
-	s.data = nil
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := s.idx.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (s *segment) unmap() error { return s.unmapFiles() }
 
 // segList is an immutable, ordered snapshot of the live segments. Readers
 // load it with one atomic pointer read; writers replace it under WAL.mu.
@@ -269,7 +260,7 @@ func openSegment(path string, firstSeq, id, logID uint64, size int64) (*segment,
 // removeFiles deletes an unmapped segment's files.
 func (s *segment) removeFiles() error {
 	var errs []error
-	for _, p := range []string{s.path, s.idx.Path()} {
+	for _, p := range []string{s.path, s.indexPath()} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -146,6 +146,13 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	list := w.segs.Load().segs
 	keep := w.segs.Load().find(seq + 1) // the segment that will hold seq+1
+	if ok, err := keep.pin(); !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: TruncateBack(%d): segment %s retired", ErrNotFound, seq, keep.path)
+		}
+		return err
+	}
+	defer keep.unpin()
 	drop := map[*segment]bool{}
 	for _, s := range list {
 		if s.firstSeq > keep.firstSeq {
@@ -223,6 +230,8 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	}
 	keep.closedOnDisk = false
 	keep.sealed = false
+	w.cache.unmanage(keep) // it takes appends again: stays mapped
+	keep.mc.managed = false
 	keep.syncedOff = min(keep.syncedOff, off)
 	w.active, w.writeOff, w.nextSeq = keep, off, seq+1
 	if len(w.dirty) == 0 || w.dirty[len(w.dirty)-1] != keep {
@@ -242,15 +251,33 @@ func (w *WAL) syncKeptLocked(keep *segment) error {
 		if s.firstSeq >= keep.firstSeq || !s.sealed {
 			continue
 		}
-		if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
-			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
-		}
-		if err := w.checkpointLocked(s, s.sealedLast-s.firstSeq+1, s.sealedEnd, 0); err != nil {
-			return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.idx.Path(), err)
+		// Sealed and fully published: it may have been unmapped (mapcache.go).
+		if err := w.syncKeptSegmentLocked(s); err != nil {
+			return err
 		}
 		n++
 	}
 	w.dirty = w.dropSealed(w.dirty, n)
+	return nil
+}
+
+// syncKeptSegmentLocked is syncKeptLocked's work on one sealed segment s,
+// under a pin. REQUIRES: as syncKeptLocked.
+func (w *WAL) syncKeptSegmentLocked(s *segment) error {
+	ok, err := s.pin()
+	if !ok {
+		if err == nil { // only truncations retire segments, and they hold flushMu
+			err = errSegmentGone
+		}
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
+	}
+	defer s.unpin()
+	if err := w.syncSegmentLocked(s, s.sealedEnd); err != nil {
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.path, err)
+	}
+	if err := w.checkpointLocked(s, s.sealedLast-s.firstSeq+1, s.sealedEnd, 0); err != nil {
+		return fmt.Errorf("mmapwal: sync %s before truncating: %w", s.indexPath(), err)
+	}
 	return nil
 }
 

@@ -91,6 +91,8 @@ type WAL struct {
 	reap reaper // deletes dropped segments off the append path (reaper.go)
 	st   counters
 	rec  RecoveryStats
+
+	cache *mapCache // the mapped sealed segments (mapcache.go)
 }
 
 // Open opens the log in dir, creating dir if missing. A nil opts means
@@ -126,6 +128,7 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64]uint64{}}
 	w.pubCond.L = &w.pubMu
 	w.roundEnd = make(chan struct{})
+	w.cache = newMapCache(o.MaxMappedSegments)
 	if err := w.load(); err != nil {
 		w.unmapAll()
 		lk.Unlock()
@@ -177,7 +180,18 @@ func (w *WAL) load() error {
 		next = w.opts.FirstSeq
 	}
 	synced := next - 1
-	for _, rs := range rep.Segments {
+	for i, rs := range rep.Segments {
+		// A sealed segment whose records are all checkpointed needs nothing
+		// at Open: it is mapped when first read (mapcache.go), and its
+		// header and owner are checked then. loadIdentity has read its
+		// header already.
+		if i < len(rep.Segments)-1 && rs.IndexOK && rs.Trusted == rs.Count && len(rs.Offsets) == 0 {
+			s := w.cache.lazySegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
+			s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
+			s.syncedOff, s.named = rs.End, true
+			list.segs = append(list.segs, s)
+			continue
+		}
 		s, err := openSegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 		if err != nil {
 			return err
@@ -185,6 +199,9 @@ func (w *WAL) load() error {
 		list.segs = append(list.segs, s)
 		w.segs.Store(list)
 		if err := w.loadIndex(s, rs); err != nil {
+			return err
+		}
+		if err := w.cache.adopt(s); err != nil {
 			return err
 		}
 		s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
@@ -200,6 +217,8 @@ func (w *WAL) load() error {
 				s.syncedOff, s.named = 0, false
 			}
 			synced = min(synced, rs.FirstSeq+rs.Trusted-1)
+		} else if i < len(rep.Segments)-1 {
+			w.cache.manage(s)
 		}
 	}
 	w.segs.Store(list)
@@ -232,39 +251,43 @@ func (w *WAL) load() error {
 	return nil
 }
 
-// warmUp maps the pages of the existing segments and indexes in the
-// background, newest first, so reads after a reopen do not each take a page
-// fault. It holds a reference per segment and stops when one is retired.
+// warmTail is how much of the active segment before the write offset
+// warmUp faults in: the records a follower at the tail reads first. 1 MiB
+// (and its index entries, at most 128 KiB) is read from disk at most once
+// per Open, whatever the log's size.
+const warmTail = 1 << 20
+
+// warmUp maps, in the background, the pages the first appends and the first
+// reads at the tail need: the index header and the active segment's last
+// warmTail bytes with their index entries. The pages ahead of the writer are
+// the prefault loop's. Nothing else is read: older segments are not even
+// mapped until read (mapcache.go), so an open log costs no memory that grows
+// with its size beyond a small struct per segment.
 func (w *WAL) warmUp() {
-	segs := w.segs.Load().segs
-	if len(segs) == 0 {
+	a := w.active
+	if a == nil {
 		return
 	}
-	used := make([]int, len(segs)) // read now: Open has not returned, nothing runs concurrently
-	for i, s := range segs {
-		used[i] = int(s.sealedEnd)
-	}
+	writeOff, count := w.writeOff, int64(w.nextSeq-a.firstSeq) // read now: Open has not returned
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		for i := len(segs) - 1; i >= 0; i-- {
-			s := segs[i]
-			if !s.acquire() {
-				continue
-			}
-			_ = platform.PrefaultRead(s.idx.Mapping())
-			const chunk = 1 << 20
-			for off := 0; off < used[i] && !s.retiring.Load(); off += chunk {
-				select {
-				case <-w.done:
-					s.release()
-					return
-				default:
-				}
-				_ = platform.PrefaultRead(s.data[off:min(off+chunk, used[i])])
-			}
-			s.release()
+		// By now appends may have sealed a and the cache unmapped it: a pin
+		// keeps the mapping, if it is still there, for the hints below.
+		if !a.pinIfMapped() {
+			return
 		}
+		defer a.unpin()
+		lo := max(int64(format.SegmentHeaderSize), writeOff-warmTail) &^ (4096 - 1)
+		idx := a.idx.Mapping()
+		entries := max(0, count-(writeOff-lo)/32)
+		ilo := (format.IndexHeaderSize + entries*format.IndexEntrySize) &^ (4096 - 1)
+		ihi := min(int64(len(idx)), format.IndexHeaderSize+count*format.IndexEntrySize)
+		_ = platform.PrefaultRead(idx[:min(int64(len(idx)), 4096)])
+		if ilo < ihi {
+			_ = platform.PrefaultRead(idx[ilo:ihi])
+		}
+		_ = platform.PrefaultRead(a.data[lo:writeOff])
 	}()
 }
 
@@ -399,7 +422,7 @@ func (w *WAL) unmapAll() error {
 	var errs []error
 	for _, s := range list.segs {
 		s.retire()
-		if s.idx == nil { // failed half-way through load
+		if s.idx == nil && s.mc.pins.Load() >= 0 { // failed half-way through load (not a lazy segment)
 			platform.Unmap(s.data)
 			s.f.Close()
 			continue

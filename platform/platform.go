@@ -124,13 +124,14 @@ func Unmap(m []byte) error {
 
 // SyncRange makes bytes [off, off+n) of the mapping m of f durable. On Linux
 // this is msync(MS_SYNC) of the page-aligned range; on Windows
-// FlushViewOfFile followed by FlushFileBuffers.
+// FlushViewOfFile followed by FlushFileBuffers. On Unix f is not used and
+// may be nil (the mapping outlives its descriptor).
 func SyncRange(m []byte, f *os.File, off, n int) error {
 	if n <= 0 {
 		return nil
 	}
 	if off < 0 || off+n > len(m) {
-		return fmt.Errorf("sync %s: range [%d,%d) outside mapping of %d bytes", f.Name(), off, off+n, len(m))
+		return fmt.Errorf("sync: range [%d,%d) outside mapping of %d bytes", off, off+n, len(m)) // f may be nil (Unix)
 	}
 	if err := impl.syncRange(m, f, off, n); err != nil {
 		// No file name here: f.Name() is stale after RenameMapped on Unix.
