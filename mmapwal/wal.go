@@ -183,8 +183,8 @@ func (w *WAL) load() error {
 	for i, rs := range rep.Segments {
 		// A sealed segment whose records are all checkpointed needs nothing
 		// at Open: it is mapped when first read (mapcache.go), and its
-		// header and owner are checked then. loadIdentity has read its
-		// header already.
+		// header and owner are checked then (recovery has checked them
+		// once already).
 		if i < len(rep.Segments)-1 && rs.IndexOK && rs.Trusted == rs.Count && len(rs.Offsets) == 0 {
 			s := w.cache.lazySegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 			s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
@@ -315,13 +315,18 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	if rs.Trusted != 0 {
 		// The index file was valid when recovery read it but cannot be mapped
 		// now; rescan the segment for its offsets.
-		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, uint64(w.opts.MaxRecordSize), true)
+		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, format.MaxRecordLength, true)
 		rs.Offsets = r.Offsets
 	}
 	if err := x.SetOffsets(0, rs.Offsets); err != nil {
 		return err
 	}
-	if err := x.Checkpoint(uint64(len(rs.Offsets)), rs.End, 0); err != nil {
+	// The checkpoint covers only what recovery proved durable: records found
+	// by scanning may exist only in the page cache after a process crash,
+	// and a checkpoint on disk claims its records (and, for recovery's proof
+	// rule, every earlier segment) synced. The flusher checkpoints the rest
+	// after syncing it.
+	if err := x.Checkpoint(rs.Trusted, rs.TrustedEnd, 0); err != nil {
 		return err
 	}
 	if err := w.dur.syncIndex(x); err != nil {
