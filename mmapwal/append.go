@@ -251,6 +251,7 @@ func (w *WAL) publish(first, last uint64) error {
 			w.pubCond.Broadcast()
 			w.pubMu.Unlock()
 		}
+		w.wakeFollowers()
 		return nil
 	}
 	w.pubSlow.Add(1)
@@ -266,6 +267,7 @@ func (w *WAL) publish(first, last uint64) error {
 		w.pubCond.Wait()
 	}
 	w.pubCond.Broadcast()
+	w.wakeFollowers()
 	return nil
 }
 

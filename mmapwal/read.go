@@ -293,8 +293,9 @@ func (w *WAL) cutSince(gen uint64) (low uint64, cut bool, now uint64) {
 }
 
 // NewReader returns a Reader positioned before record from (0 means
-// FirstSeq). from may be LastSeq()+1: the Reader then waits at the tail, and
-// Next returns records as they are appended.
+// FirstSeq). from may be LastSeq()+1: the Reader is then at the tail, where
+// Next returns false until more records are appended; Wait blocks until
+// they are.
 func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if w.isClosed() {
 		return nil, ErrClosed
@@ -327,8 +328,7 @@ func (r *Reader) Next() bool {
 			low, cut, now := w.cutSince(r.gen)
 			if cut && low+1 < r.next {
 				r.dropRun()
-				r.err = fmt.Errorf("%w: the log was cut back to seq %d; this Reader was at seq %d",
-					ErrTruncated, low, r.next)
+				r.err = r.truncatedErr(low)
 				return false
 			}
 			// Whatever was read ahead may be gone or replaced: read again.
@@ -469,4 +469,10 @@ func (w *WAL) Replay(from uint64, fn func(seq uint64, data []byte) error) error 
 		}
 	}
 	return r.Err()
+}
+
+// truncatedErr is the error of a Reader that a TruncateBack to low cut
+// below its position.
+func (r *Reader) truncatedErr(low uint64) error {
+	return fmt.Errorf("%w: the log was cut back to seq %d; this Reader was at seq %d", ErrTruncated, low, r.next)
 }

@@ -72,6 +72,7 @@ func (w *WAL) TruncateFront(seq uint64) error {
 	}
 	w.first.Store(seq)
 	w.truncGen.Add(1)
+	w.wakeFollowers() // a follower behind the new first seq must stop
 	w.unlistLocked(drop)
 	w.reapLater(drop, w.nextSeq-1)
 	return nil
@@ -182,6 +183,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 	// failure leaves the WAL failed (reopen recovers a consistent state).
 	w.published.Store(seq) // nothing in flight: w.mu held, waited above
 	w.noteTruncateBack(seq)
+	w.wakeFollowers() // a follower past the new end must stop
 	if err := w.retireLocked(drop); err != nil {
 		w.fail(err)
 		return err
@@ -366,6 +368,7 @@ func (w *WAL) enforceMaxSegments() error {
 	}
 	// Readers drop what they read ahead, as after TruncateFront.
 	w.truncGen.Add(1)
+	w.wakeFollowers() // a follower behind the new first seq must stop
 	w.unlistLocked(drop)
 	w.reapLater(drop, published)
 	return nil

@@ -89,8 +89,10 @@ type WAL struct {
 
 	prep *preparer
 	reap reaper // deletes dropped segments off the append path (reaper.go)
-	st   counters
-	rec  RecoveryStats
+	// follow: Readers waiting in Wait for new records (follow.go).
+	follow followers
+	st     counters
+	rec    RecoveryStats
 
 	cache *mapCache // the mapped sealed segments (mapcache.go)
 }
