@@ -41,8 +41,8 @@ type dirFacts struct {
 }
 
 type segName struct {
-	seq  uint64
-	path string
+	seq        uint64
+	name, path string
 }
 
 type headerState int
@@ -106,13 +106,23 @@ type segFacts struct {
 
 // analyse gathers the facts of dir. strict (Repair) treats non-zero bytes
 // after the valid data of any segment as the end, as the last segment's.
-func analyse(fsys fileSystem, dir string, o Options, strict bool) (*dirFacts, error) {
-	f, segs, err := listDir(fsys, dir)
+func analyse(fsys fileSystem, dir string, o Options, strict bool) (f *dirFacts, err error) {
+	d, err := fsys.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("recover: read directory %s: %w", dir, err)
+	}
+	defer func() {
+		if cerr := d.Close(); cerr != nil && err == nil {
+			f, err = nil, fmt.Errorf("recover: %w", cerr)
+		}
+	}()
+	f, segs, err := listDir(fsys, d, dir)
 	if err != nil {
 		return nil, err
 	}
 	f.stop = len(segs)
-	pre := prefetch(fsys, segs, o, strict)
+	f.segs = make([]segFacts, 0, len(segs))
+	pre := prefetch(d, segs, o, strict, f.segs[:len(segs)])
 	for i, sn := range segs {
 		last := i == len(segs)-1
 		var next uint64
@@ -120,9 +130,9 @@ func analyse(fsys fileSystem, dir string, o Options, strict bool) (*dirFacts, er
 			next = segs[i+1].seq
 		}
 		var s segFacts
-		if pre != nil && pre[i].done {
-			s = pre[i].facts
-		} else if s, err = analyseSegment(fsys, sn, last, next, o, strict); err != nil {
+		if pre != nil && pre[i] {
+			s = f.segs[:i+1][i] // where prefetch put it
+		} else if s, err = analyseSegment(d, sn, last, next, o, strict); err != nil {
 			return nil, err
 		}
 		f.segs = append(f.segs, s)
@@ -133,14 +143,14 @@ func analyse(fsys fileSystem, dir string, o Options, strict bool) (*dirFacts, er
 	}
 	if f.stop < len(segs) {
 		for _, sn := range segs[f.stop+1:] {
-			s, err := analyseEvidence(fsys, sn)
+			s, err := analyseEvidence(d, sn)
 			if err != nil {
 				return nil, err
 			}
 			f.segs = append(f.segs, s)
 		}
 	}
-	if f.logID, err = checkIdentity(fsys, f, o.LogID); err != nil {
+	if f.logID, err = checkIdentity(d, f, o.LogID); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -156,7 +166,7 @@ func analyse(fsys fileSystem, dir string, o Options, strict bool) (*dirFacts, er
 // segment written before log identities) is accepted unchecked, and a
 // header that does not decode is rule 2's to judge. It returns the log's ID
 // (0 if neither want nor any segment gives one).
-func checkIdentity(fsys fileSystem, f *dirFacts, want uint64) (uint64, error) {
+func checkIdentity(d dirHandle, f *dirFacts, want uint64) (uint64, error) {
 	id, from := want, ""
 	check := func(path string, seq, logID uint64) error {
 		switch {
@@ -174,7 +184,7 @@ func checkIdentity(fsys fileSystem, f *dirFacts, want uint64) (uint64, error) {
 	}
 	for _, sn := range f.beforeMeta {
 		s := segFacts{path: sn.path, seq: sn.seq}
-		sf, err := openSegmentFile(fsys, sn.path)
+		sf, err := openSegmentFile(d, sn)
 		if err != nil {
 			return 0, err
 		}
@@ -197,15 +207,15 @@ func checkIdentity(fsys fileSystem, f *dirFacts, want uint64) (uint64, error) {
 	return id, nil
 }
 
-func listDir(fsys fileSystem, dir string) (*dirFacts, []segName, error) {
-	f := &dirFacts{names: map[string]bool{}}
-	entries, err := fsys.ReadDir(dir)
+func listDir(fsys fileSystem, d dirHandle, dir string) (*dirFacts, []segName, error) {
+	entries, err := d.List()
 	if err != nil {
 		return nil, nil, fmt.Errorf("recover: read directory %s: %w", dir, err)
 	}
-	var segs []segName
+	f := &dirFacts{names: make(map[string]bool, len(entries))}
+	segs := make([]segName, 0, len(entries)/2+1)
 	for _, e := range entries {
-		name := e.Name()
+		name := e.name
 		f.names[name] = true
 		switch {
 		case format.IsTemp(name):
@@ -222,8 +232,8 @@ func listDir(fsys fileSystem, dir string) (*dirFacts, []segName, error) {
 		default:
 			// Only regular files are segments: a directory or device under
 			// a segment's name is not one of ours.
-			if s, ok := format.ParseSegmentName(name); ok && e.Type().IsRegular() {
-				segs = append(segs, segName{s, filepath.Join(dir, name)})
+			if s, ok := format.ParseSegmentName(name); ok && e.regular {
+				segs = append(segs, segName{s, name, filepath.Join(dir, name)})
 			}
 		}
 	}
@@ -240,11 +250,6 @@ func listDir(fsys fileSystem, dir string) (*dirFacts, []segName, error) {
 // parallel: below it, a sequential pass costs less than the goroutines.
 const prefetchMin = 256
 
-type prefetched struct {
-	facts segFacts
-	done  bool
-}
-
 // prefetch analyses, in parallel, the segments before the last that the
 // common case settles from a few bytes each (see endAtCheckpoint): at 9
 // system calls per segment, a sequential pass over 10,000 segments takes
@@ -252,13 +257,14 @@ type prefetched struct {
 // left to the sequential pass (done false), which redoes that segment's
 // analysis in seq order: so the rules see the same facts, and an I/O error
 // aborts the analysis with the same file named, as without the prefetch.
-// nil when the log is small, or every segment must be scanned.
-func prefetch(fsys fileSystem, segs []segName, o Options, strict bool) []prefetched {
+// The facts of segment i go to into[i] (done[i] true); done is nil when the
+// log is small, or every segment must be scanned.
+func prefetch(d dirHandle, segs []segName, o Options, strict bool, into []segFacts) (done []bool) {
 	workers := min(runtime.GOMAXPROCS(0), 8)
 	if len(segs) < prefetchMin || strict || o.Full || workers < 2 {
 		return nil
 	}
-	out := make([]prefetched, len(segs))
+	done = make([]bool, len(segs))
 	const batch = 64
 	var claimed atomic.Int64
 	var wg sync.WaitGroup
@@ -272,23 +278,23 @@ func prefetch(fsys fileSystem, segs []segName, o Options, strict bool) []prefetc
 					return
 				}
 				for i := from; i < min(from+batch, len(segs)-1); i++ {
-					s, done, err := analyseClean(fsys, segs[i], segs[i+1].seq, o)
-					out[i] = prefetched{facts: s, done: done && err == nil}
+					ok, err := analyseClean(d, segs[i], segs[i+1].seq, o, &into[i])
+					done[i] = ok && err == nil
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return out
+	return done
 }
 
 // analyseClean is analyseSegment for a segment before the last, when
 // endAtCheckpoint settles it (done); it never maps the segment.
-func analyseClean(fsys fileSystem, sn segName, next uint64, o Options) (s segFacts, done bool, err error) {
-	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(fsys, sn.path)
+func analyseClean(d dirHandle, sn segName, next uint64, o Options, s *segFacts) (done bool, err error) {
+	*s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
+	sf, err := openSegmentFile(d, sn)
 	if err != nil {
-		return s, false, err
+		return false, err
 	}
 	defer func() {
 		if cerr := sf.close(); err == nil {
@@ -296,22 +302,21 @@ func analyseClean(fsys fileSystem, sn segName, next uint64, o Options) (s segFac
 		}
 	}()
 	s.size = sf.size
-	if err := readHeader(&s, sf); err != nil || s.header != headerOK {
-		return s, false, err
+	if err := readHeader(s, sf); err != nil || s.header != headerOK {
+		return false, err
 	}
-	if s.ck, err = readCheckpoint(fsys, &s, sf, false); err != nil || s.ck.state != indexValid {
-		return s, false, err
+	if s.ck, err = readCheckpoint(d, s, sf, false); err != nil || s.ck.state != indexValid {
+		return false, err
 	}
 	s.start, s.trusted = s.ck.end, s.ck.count
-	done, err = endAtCheckpoint(&s, sf, false, next, o, false)
-	return s, done, err
+	return endAtCheckpoint(s, sf, false, next, o, false)
 }
 
 // analyseSegment checks the header, takes the index checkpoint if it holds,
 // and scans the rest.
-func analyseSegment(fsys fileSystem, sn segName, last bool, next uint64, o Options, strict bool) (s segFacts, err error) {
+func analyseSegment(d dirHandle, sn segName, last bool, next uint64, o Options, strict bool) (s segFacts, err error) {
 	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(fsys, sn.path)
+	sf, err := openSegmentFile(d, sn)
 	if err != nil {
 		return s, err
 	}
@@ -326,12 +331,12 @@ func analyseSegment(fsys fileSystem, sn segName, last bool, next uint64, o Optio
 	}
 	if s.header == headerZero {
 		// Evidence only: rule 2 asks whether anything proves a sync.
-		return s, evidence(fsys, &s, sf)
+		return s, evidence(d, &s, sf)
 	}
 	if s.header != headerOK {
 		return s, nil
 	}
-	if s.ck, err = readCheckpoint(fsys, &s, sf, last); err != nil {
+	if s.ck, err = readCheckpoint(d, &s, sf, last); err != nil {
 		return s, err
 	}
 	s.start = format.SegmentHeaderSize
@@ -382,7 +387,15 @@ func endAtCheckpoint(s *segFacts, sf *segmentFile, last bool, next uint64, o Opt
 	}
 	end := s.ck.end
 	r := ScanResult{End: end, Next: s.seq + s.ck.count, Stop: StopEnd, StopAt: end}
-	if end+format.FrameHeaderSize <= s.size {
+	if !last && r.Next == next {
+		// The checkpoint reaches the next segment's first seq: the chain
+		// is proven without looking past the end. Whatever follows it
+		// can only be frames of seqs the next segment holds, which no
+		// reader looks for here, so the frame header there is not read:
+		// one system call less per segment. A full scan (Options.Full,
+		// Repair) still judges those bytes.
+		r.Stop = StopZero
+	} else if end+format.FrameHeaderSize <= s.size {
 		var fh [format.FrameHeaderSize]byte
 		if err := sf.readAt(fh[:], end); err != nil {
 			return false, err
@@ -413,9 +426,9 @@ func searchFrom(r ScanResult) int64 {
 }
 
 // analyseEvidence gathers what a segment after the end can prove.
-func analyseEvidence(fsys fileSystem, sn segName) (s segFacts, err error) {
+func analyseEvidence(d dirHandle, sn segName) (s segFacts, err error) {
 	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(fsys, sn.path)
+	sf, err := openSegmentFile(d, sn)
 	if err != nil {
 		return s, err
 	}
@@ -431,15 +444,15 @@ func analyseEvidence(fsys fileSystem, sn segName) (s segFacts, err error) {
 	if s.header == headerShort {
 		return s, nil
 	}
-	return s, evidence(fsys, &s, sf)
+	return s, evidence(d, &s, sf)
 }
 
 // evidence reads the checkpoint and finds the highest durable-seq hint and
 // the valid run of records. A segment whose header is unreadable is checked
 // with the segment ID its index file records.
-func evidence(fsys fileSystem, s *segFacts, sf *segmentFile) error {
+func evidence(d dirHandle, s *segFacts, sf *segmentFile) error {
 	var err error
-	if s.ck, err = readCheckpoint(fsys, s, sf, false); err != nil {
+	if s.ck, err = readCheckpoint(d, s, sf, false); err != nil {
 		return err
 	}
 	id := s.id
@@ -514,9 +527,9 @@ func judgeHeader(s *segFacts, b []byte) {
 // continue, the frame of the last checkpointed record is also checked —
 // unless the checkpoint says the log was closed cleanly (written by Close
 // after its final sync), so that a clean reopen reads no record frame.
-func readCheckpoint(fsys fileSystem, s *segFacts, sf *segmentFile, last bool) (ckptFacts, error) {
+func readCheckpoint(d dirHandle, s *segFacts, sf *segmentFile, last bool) (ckptFacts, error) {
 	invalid := func(why string) (ckptFacts, error) { return ckptFacts{state: indexInvalid, reason: why}, nil }
-	f, err := fsys.Open(s.indexPath)
+	f, err := d.Open(filepath.Base(s.indexPath), s.indexPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ckptFacts{state: indexMissing}, nil
 	}

@@ -66,11 +66,25 @@ func (e *errFS) log() []string {
 	return append([]string(nil), e.ops...)
 }
 
-func (e *errFS) ReadDir(dir string) ([]fs.DirEntry, error) {
+func (e *errFS) OpenDir(dir string) (dirHandle, error) {
 	if err := e.check("readdir", dir); err != nil {
 		return nil, err
 	}
-	return e.fileSystem.ReadDir(dir)
+	d, err := e.fileSystem.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return errDir{dirHandle: d, fs: e}, nil
+}
+
+// errDir applies its errFS's rules to the files opened in it.
+type errDir struct {
+	dirHandle
+	fs *errFS
+}
+
+func (d errDir) Open(name, path string) (file, error) {
+	return d.fs.open("open", path, func(string) (file, error) { return d.dirHandle.Open(name, path) })
 }
 
 func (e *errFS) ReadFile(path string) ([]byte, error) {

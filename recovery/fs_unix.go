@@ -29,6 +29,47 @@ func (osFS) Open(path string) (file, error) {
 	}
 }
 
+// OpenDir opens dir as a bare descriptor, for openat.
+func (osFS) OpenDir(dir string) (dirHandle, error) {
+	for {
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		return &fdDir{fd: fd, path: dir}, nil
+	}
+}
+
+// fdDir is an open directory as a bare descriptor.
+type fdDir struct {
+	fd   int
+	path string
+}
+
+// Open is osFS.Open relative to the directory.
+func (d *fdDir) Open(name, path string) (file, error) {
+	for {
+		fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return &fdFile{fd: fd, path: path}, nil
+	}
+}
+
+func (d *fdDir) Close() error {
+	if err := unix.Close(d.fd); err != nil {
+		return &fs.PathError{Op: "close", Path: d.path, Err: err}
+	}
+	return nil
+}
+
 // fdFile is a read-only file as a bare descriptor.
 type fdFile struct {
 	fd   int
@@ -84,7 +125,7 @@ func (f *fdFile) Stat() (fs.FileInfo, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "stat", Path: f.path, Err: err}
 		}
-		return statInfo{path: f.path, st: st}, nil
+		return statInfo{path: f.path, size: st.Size, mode: uint32(st.Mode)}, nil
 	}
 }
 
@@ -113,20 +154,23 @@ func (f *fdFile) Close() error {
 	return nil
 }
 
+// statInfo is what recovery uses of a stat: small, as one is allocated per
+// file (two per segment).
 type statInfo struct {
 	path string
-	st   unix.Stat_t
+	size int64
+	mode uint32
 }
 
 func (i statInfo) Name() string       { return i.path }
-func (i statInfo) Size() int64        { return i.st.Size }
+func (i statInfo) Size() int64        { return i.size }
 func (i statInfo) ModTime() time.Time { return time.Time{} } // unused by recovery
 func (i statInfo) IsDir() bool        { return i.Mode().IsDir() }
-func (i statInfo) Sys() any           { return &i.st }
+func (i statInfo) Sys() any           { return nil }
 
 func (i statInfo) Mode() fs.FileMode {
-	m := fs.FileMode(i.st.Mode & 0o777)
-	switch i.st.Mode & unix.S_IFMT {
+	m := fs.FileMode(i.mode & 0o777)
+	switch i.mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		m |= fs.ModeDir
 	case unix.S_IFLNK:

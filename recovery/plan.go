@@ -44,6 +44,7 @@ func planRecover(f *dirFacts, o Options) *plan {
 		p.corrupt = f.metaErr
 		return p
 	}
+	p.segs = make([]Segment, 0, min(f.stop+1, len(f.segs)))
 	for i := range f.segs[:min(f.stop+1, len(f.segs))] {
 		s := &f.segs[i]
 		if err := ruleHeader(s); err != nil {

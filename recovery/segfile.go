@@ -26,8 +26,9 @@ type segmentFile struct {
 	data []byte // mapped by read; nil before, and for a file shorter than a segment header
 }
 
-func openSegmentFile(fsys fileSystem, path string) (*segmentFile, error) {
-	f, err := fsys.Open(path)
+func openSegmentFile(d dirHandle, sn segName) (*segmentFile, error) {
+	path := sn.path
+	f, err := d.Open(sn.name, path)
 	if err != nil {
 		return nil, fmt.Errorf("recover: open %s: %w", path, err)
 	}

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package recovery
+
+func (d *fdDir) List() ([]dirEntry, error) { return readDir(d.path) }
