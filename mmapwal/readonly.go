@@ -354,25 +354,36 @@ func (ro *roLog) retire(s *roSeg) {
 // "truncating" checkpoint (what lies after it is being cut).
 // REQUIRES: s pinned.
 func (s *roSeg) scanLimit() int64 {
-	limit := int64(len(s.data))
-	if s.idx != nil {
-		if ih, err := s.idx.ReadHeader(); err == nil && ih.Flags&format.IndexTruncating != 0 &&
-			ih.EndOffset >= format.SegmentHeaderSize && int64(ih.EndOffset) < limit {
-			limit = int64(ih.EndOffset)
-		}
-	}
+	limit, _ := s.checkpoint()
 	return limit
 }
 
+// checkpoint is scanLimit and the seq after the records the index
+// checkpoint vouches for (s.firstSeq if none). REQUIRES: s pinned.
+func (s *roSeg) checkpoint() (limit int64, trustedNext uint64) {
+	limit, trustedNext = int64(len(s.data)), s.firstSeq
+	if s.idx == nil {
+		return limit, trustedNext
+	}
+	ih, err := s.idx.ReadHeader()
+	if err != nil || ih.SegmentID != s.id || ih.FirstSeq != s.firstSeq {
+		return limit, trustedNext
+	}
+	if ih.Flags&format.IndexTruncating != 0 && ih.EndOffset >= format.SegmentHeaderSize && int64(ih.EndOffset) < limit {
+		limit = int64(ih.EndOffset)
+	}
+	return limit, s.firstSeq + ih.Count
+}
+
 // scan checks s's frames from off (record seq) on. REQUIRES: s pinned.
-func (s *roSeg) scan(off int64, seq uint64) (recovery.ScanResult, error) {
-	var r recovery.ScanResult
-	limit := s.scanLimit()
+func (s *roSeg) scan(off int64, seq uint64) (roScanResult, error) {
+	var r roScanResult
+	limit, trusted := s.checkpoint()
 	if off > limit {
-		return recovery.ScanResult{End: off, Next: seq, Stop: recovery.StopEnd, StopAt: off}, nil
+		return roScanResult{End: off, Next: seq}, nil
 	}
 	if ferr := platform.CatchFault(func() {
-		r = recovery.Scan(s.data[:limit], s.seed, off, seq, format.MaxRecordLength, true)
+		r = roScan(s.data[:limit], s.seed, off, seq, trusted)
 	}); ferr != nil {
 		return r, &CorruptError{File: s.path, Offset: off, Seq: seq, Reason: ferr.Error()}
 	}
@@ -683,7 +694,7 @@ func (ro *roLog) pollLocked() error {
 		return ro.rebuildLocked()
 	}
 	intact := L.linked() && (v.lastFrame.s == nil || v.lastFrame.still())
-	var r recovery.ScanResult
+	var r roScanResult
 	if intact {
 		r, err = L.scan(v.tailOff, v.last+1)
 	}
@@ -709,7 +720,7 @@ func (ro *roLog) pollLocked() error {
 
 // extendLocked adds the records r found in the last segment L to nv.
 // REQUIRES: ro.mu held.
-func (ro *roLog) extendLocked(nv *roView, L *roSeg, r recovery.ScanResult, lastCRC uint32) {
+func (ro *roLog) extendLocked(nv *roView, L *roSeg, r roScanResult, lastCRC uint32) {
 	L.mu.Lock()
 	if k := int(nv.last + 1 - L.firstSeq); k == len(L.offs) {
 		L.offs = append(L.offs, r.Offsets...)
@@ -1037,4 +1048,55 @@ func (r *Reader) roReady() (bool, error) {
 		return true, r.roTruncatedErr()
 	}
 	return r.next <= v.last, nil
+}
+
+// roScanResult is the run of complete records roScan found.
+type roScanResult struct {
+	End     int64   // offset after the last complete record
+	Next    uint64  // seq after it
+	Offsets []int64 // offsets of the complete records
+}
+
+// roScan walks the frames of a segment from off (record seq) on, checking
+// each completely (header, length bound, checksum, seq continuity). A
+// batch's records count once its last frame is seen, or once a later
+// frame starts another record (the writer's TruncateBack cut the batch:
+// what it kept are records), or where the index checkpoint (trustedNext)
+// vouches for them. Anything else stops it: the end of what the writer has
+// published, as far as the files show.
+func roScan(data []byte, seed uint32, off int64, seq, trustedNext uint64) roScanResult {
+	r := roScanResult{End: off, Next: seq}
+	var pending []int64 // the open batch's frames
+	accept := func(end int64) {
+		r.Offsets = append(r.Offsets, pending...)
+		r.Next += uint64(len(pending))
+		r.End = end
+		pending = pending[:0]
+	}
+	for {
+		h, _, st := format.DecodeFrame(data, off, seed, format.MaxRecordLength)
+		if st != format.FrameOK || h.Seq != seq {
+			break
+		}
+		switch h.Kind {
+		case format.KindFull, format.KindFirst:
+			if len(pending) > 0 {
+				accept(off) // a batch cut by TruncateBack
+			}
+		case format.KindMiddle, format.KindLast:
+			if len(pending) == 0 {
+				return r // a batch's tail with no start: not ours to judge
+			}
+		}
+		pending = append(pending, off)
+		off += format.FrameSize(int(h.Length))
+		seq++
+		if h.Kind == format.KindFull || h.Kind == format.KindLast {
+			accept(off)
+		}
+	}
+	if len(pending) > 0 && seq <= trustedNext {
+		accept(off)
+	}
+	return r
 }
