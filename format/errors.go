@@ -14,6 +14,7 @@ var (
 	ErrLocked         = errors.New("mmapwal: directory locked by another WAL")
 	ErrInvalidOptions = errors.New("mmapwal: invalid options")
 	ErrTruncated      = errors.New("mmapwal: truncated by a concurrent TruncateBack")
+	ErrReadOnly       = errors.New("mmapwal: log opened read-only")
 )
 
 // CorruptError says where damage was found. errors.Is(err, ErrCorrupt) holds.

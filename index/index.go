@@ -8,6 +8,7 @@ package index
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -36,7 +37,12 @@ type Index struct {
 	capacity int
 	hdrMu    sync.Mutex // the flusher and the writer path may both checkpoint
 	hdr      format.IndexHeader
+	readOnly bool // mapped for reading (OpenReadOnly): every write fails
 }
+
+// errReadOnly is returned by the writing methods of an index opened with
+// OpenReadOnly (its mapping would fault on a store).
+var errReadOnly = errors.New("index opened read-only")
 
 // Create makes a new, empty index file at path (replacing any file there),
 // preallocated for capacity entries and mapped. Entries are zero; the
@@ -105,6 +111,56 @@ func Open(path string, capacity int) (*Index, error) {
 	return &Index{path: path, f: f, m: m, capacity: capacity, hdr: h}, nil
 }
 
+// OpenReadOnly maps an existing index file for reading only (PROT_READ),
+// without ever writing to it: for a read-only WAL beside a writer process,
+// which may change the file at any time. The header must be valid when it
+// is opened; ReadHeader rereads it later. Get's offsets stay hints, checked
+// by every reader. Checkpoint, Init, SetOffsets, Sync and Rename fail; Set
+// must not be called.
+func OpenReadOnly(path string, capacity int) (*Index, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the mapping outlives it: nothing is ever synced through it
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := format.IndexFileSize(capacity)
+	if fi.Size() < size {
+		return nil, fmt.Errorf("index %s: %d bytes, want %d", path, fi.Size(), size)
+	}
+	m, err := platform.MapReadOnly(f, int(size))
+	if err != nil {
+		return nil, err
+	}
+	var h format.IndexHeader
+	if ferr := platform.CatchFault(func() { h, err = format.DecodeIndexHeader(m) }); ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		platform.Unmap(m)
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return &Index{path: path, m: m, capacity: capacity, hdr: h, readOnly: true}, nil
+}
+
+// ReadHeader decodes the header as it is in the file now (another process
+// may have written it since Open), under the fault guard. Header keeps
+// returning the header as last read or written by this Index.
+func (x *Index) ReadHeader() (format.IndexHeader, error) {
+	var h format.IndexHeader
+	var err error
+	if ferr := x.guard(func() { h, err = format.DecodeIndexHeader(x.m) }); ferr != nil {
+		return h, ferr
+	}
+	if err != nil {
+		return h, fmt.Errorf("index %s: %w", x.path, err)
+	}
+	return h, nil
+}
+
 // Path is the index file's path.
 func (x *Index) Path() string { return x.path }
 
@@ -137,6 +193,9 @@ func (x *Index) Set(i int, off int64) {
 // SetOffsets records that records first, first+1, ... are at offs, under
 // the fault guard.
 func (x *Index) SetOffsets(first int, offs []int64) error {
+	if x.readOnly {
+		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
 	if first < 0 || first+len(offs) > x.capacity {
 		return fmt.Errorf("index %s: entries [%d,%d) outside capacity %d", x.path, first, first+len(offs), x.capacity)
 	}
@@ -170,6 +229,9 @@ func (x *Index) Get(i uint64) (int64, bool) {
 // version of the header reaches the disk is true. On error (a fault: the
 // file was shrunk) Header still returns the previous checkpoint.
 func (x *Index) Checkpoint(count uint64, end int64, flags uint32) error {
+	if x.readOnly {
+		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
 	x.hdrMu.Lock()
 	defer x.hdrMu.Unlock()
 	h := x.hdr
@@ -183,6 +245,9 @@ func (x *Index) Checkpoint(count uint64, end int64, flags uint32) error {
 
 // Sync makes entries and checkpoint durable.
 func (x *Index) Sync() error {
+	if x.readOnly {
+		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
 	if err := platform.SyncRange(x.m, x.f, 0, len(x.m)); err != nil {
 		return fmt.Errorf("index %s: %w", x.path, err)
 	}
@@ -219,6 +284,9 @@ func (x *Index) CloseFile() error {
 // Init writes a fresh header for a segment (a prepared index gets its
 // segment's identity when the segment is activated).
 func (x *Index) Init(segID, firstSeq uint64) error {
+	if x.readOnly {
+		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
 	x.hdrMu.Lock()
 	defer x.hdrMu.Unlock()
 	h := format.IndexHeader{SegmentID: segID, FirstSeq: firstSeq, EndOffset: format.SegmentHeaderSize}
@@ -231,6 +299,9 @@ func (x *Index) Init(segID, firstSeq uint64) error {
 
 // Rename moves the index file; the mapping stays valid.
 func (x *Index) Rename(path string) error {
+	if x.readOnly {
+		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
 	f, m, err := platform.RenameMapped(x.f, x.m, path)
 	if err != nil {
 		x.f, x.m = nil, nil // RenameMapped closed and unmapped it

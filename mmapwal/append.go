@@ -21,6 +21,9 @@ import (
 // waits for a seq the truncation took away. An error means the record is
 // not acknowledged, as always.
 func (w *WAL) Append(data []byte) (uint64, error) {
+	if w.ro != nil {
+		return 0, ErrReadOnly
+	}
 	if len(data) > w.opts.MaxRecordSize {
 		return 0, fmt.Errorf("%w: %d bytes, MaxRecordSize is %d", ErrTooLarge, len(data), w.opts.MaxRecordSize)
 	}
@@ -59,6 +62,9 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 // sized to fit. An empty batch returns (0, nil) and appends nothing. Against
 // a racing TruncateBack it behaves as Append.
 func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
+	if w.ro != nil {
+		return 0, ErrReadOnly
+	}
 	if len(records) == 0 {
 		return 0, nil
 	}

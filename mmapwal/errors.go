@@ -13,6 +13,9 @@ var (
 	// ErrTruncated: a TruncateBack removed or replaced records a Reader had
 	// already returned (or cut the log below its position); resynchronise.
 	ErrTruncated = format.ErrTruncated
+	// ErrReadOnly: a write method (Append, AppendBatch, TruncateFront,
+	// TruncateBack, Sync) was called on a WAL opened with Options.ReadOnly.
+	ErrReadOnly = format.ErrReadOnly
 )
 
 // CorruptError names the file, offset and seq of damaged data. Reach it with

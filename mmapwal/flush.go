@@ -371,6 +371,9 @@ func (w *WAL) waitDurable(seq uint64) error {
 // once everything that remains of them is durable. After a Close that failed
 // with an error that lost nothing (see Close), Sync retries the flush.
 func (w *WAL) Sync() error {
+	if w.ro != nil {
+		return ErrReadOnly
+	}
 	w.mu.Lock()
 	released := w.released
 	w.mu.Unlock()

@@ -58,6 +58,9 @@ func (w *WAL) wakeFollowers() {
 // of Readers may wait at once.
 func (r *Reader) Wait(ctx context.Context) error {
 	w := r.w
+	if w.ro != nil {
+		return r.roWait(ctx)
+	}
 	f := &w.follow
 	f.n.Add(1)
 	defer f.n.Add(-1)

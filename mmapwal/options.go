@@ -64,6 +64,15 @@ type Options struct {
 	// each, and on Windows 2 handles); others are mapped again when read.
 	// 0 = DefaultMaxMappedSegments.
 	MaxMappedSegments int
+	// ReadOnly opens the log for reading only, as inspection tools do: Open
+	// takes no lock, never creates, modifies or deletes a file (it does not
+	// create dir, and does not repair a torn tail: Stats().Recovery reports
+	// what recovery would cut), and works while another process has the log
+	// open for writing, whose appends, rotations and truncations it follows
+	// (see "Read-only access" in the package README). Write methods return
+	// ErrReadOnly. SegmentSize, Sync, SyncInterval, FirstSeq, MaxSegments,
+	// FileMode and DirMode are ignored.
+	ReadOnly bool
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability

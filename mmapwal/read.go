@@ -13,7 +13,13 @@ import (
 // LastSeq]. A record whose checksum fails returns ErrCorrupt, never the
 // damaged bytes.
 func (w *WAL) Read(seq uint64) ([]byte, error) {
-	b, err := w.read(nil, seq, nil)
+	var b []byte
+	var err error
+	if w.ro != nil {
+		b, _, err = w.ro.read(nil, seq)
+	} else {
+		b, err = w.read(nil, seq, nil)
+	}
 	if err == nil && b == nil {
 		b = []byte{} // an empty record is a record: never nil on success
 	}
@@ -23,6 +29,10 @@ func (w *WAL) Read(seq uint64) ([]byte, error) {
 // ReadAppend appends record seq to dst and returns the extended slice; with
 // a dst of enough capacity it does not allocate.
 func (w *WAL) ReadAppend(dst []byte, seq uint64) ([]byte, error) {
+	if w.ro != nil {
+		b, _, err := w.ro.read(dst, seq)
+		return b, err
+	}
 	return w.read(dst, seq, nil)
 }
 
@@ -223,6 +233,9 @@ type Reader struct {
 	// gen: w.truncGen when the Reader last checked that no TruncateBack cut
 	// below its position; everything in buf was read after that check.
 	gen uint64
+	// anchor (read-only WAL): the frame of record next-1 as this Reader
+	// returned it (or found it at NewReader); see roNext.
+	anchor roFrame
 }
 
 const (
@@ -300,6 +313,9 @@ func (w *WAL) NewReader(from uint64) (*Reader, error) {
 	if w.isClosed() {
 		return nil, ErrClosed
 	}
+	if w.ro != nil {
+		return w.ro.newReader(from)
+	}
 	gen := w.truncGen.Load() // before the bounds: a cut after them changes it
 	first, last := w.first.Load(), w.published.Load()
 	if from == 0 {
@@ -323,6 +339,9 @@ func (r *Reader) Next() bool {
 		return false
 	}
 	w := r.w
+	if w.ro != nil {
+		return r.roNext()
+	}
 	for {
 		if gen := w.truncGen.Load(); gen != r.gen {
 			low, cut, now := w.cutSince(r.gen)
@@ -456,6 +475,9 @@ func (r *Reader) Close() error {
 func (w *WAL) Replay(from uint64, fn func(seq uint64, data []byte) error) error {
 	if w.isClosed() {
 		return ErrClosed
+	}
+	if w.ro != nil {
+		w.ro.poll() // the writer's records up to now
 	}
 	last := w.published.Load()
 	r, err := w.NewReader(from)

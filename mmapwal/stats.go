@@ -39,11 +39,15 @@ func (w *WAL) Stats() Stats {
 	w.mu.Lock()
 	appended, batches, bytes := w.appended, w.batches, w.bytes
 	w.mu.Unlock()
+	segments := len(w.segs.Load().segs)
+	if w.ro != nil {
+		segments = len(w.ro.view.Load().segs)
+	}
 	return Stats{
 		FirstSeq:     w.FirstSeq(),
 		LastSeq:      w.LastSeq(),
 		SyncedSeq:    w.synced.Load(),
-		Segments:     len(w.segs.Load().segs),
+		Segments:     segments,
 		Appended:     appended,
 		Batches:      batches,
 		BytesWritten: bytes,

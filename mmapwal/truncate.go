@@ -26,6 +26,9 @@ const maxEmptyingSeq = 1 << 62
 // (recovery rule 6). On an error writing wal.meta the log in memory is
 // unchanged, but the truncation may still take effect after a crash.
 func (w *WAL) TruncateFront(seq uint64) error {
+	if w.ro != nil {
+		return ErrReadOnly
+	}
 	w.lockFlush()
 	defer w.unlockFlush()
 	w.mu.Lock()
@@ -124,6 +127,9 @@ func frameAt(s *segment, off int64, seq uint64) bool {
 // (see Append); Readers that returned a record it cut stop with
 // ErrTruncated (see Reader).
 func (w *WAL) TruncateBack(seq uint64) error {
+	if w.ro != nil {
+		return ErrReadOnly
+	}
 	w.lockFlush()
 	defer w.unlockFlush()
 	w.mu.Lock()

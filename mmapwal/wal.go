@@ -95,6 +95,10 @@ type WAL struct {
 	rec    RecoveryStats
 
 	cache *mapCache // the mapped sealed segments (mapcache.go)
+
+	// ro is set when the log was opened with Options.ReadOnly: reads, the
+	// bounds and Close go through it (readonly.go); nothing else is used.
+	ro *roLog
 }
 
 // Open opens the log in dir, creating dir if missing. A nil opts means
@@ -116,6 +120,9 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, fmt.Errorf("mmapwal: open %s: %w", dir, err)
 	}
 	dir = abs
+	if o.ReadOnly {
+		return openReadOnly(dir, o)
+	}
 	if err := os.MkdirAll(dir, o.DirMode); err != nil {
 		return nil, err
 	}
@@ -339,6 +346,9 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 
 // FirstSeq is the oldest readable seq; 0 when the log holds no records.
 func (w *WAL) FirstSeq() uint64 {
+	if w.ro != nil {
+		w.ro.poll()
+	}
 	first, last := w.first.Load(), w.published.Load()
 	if last < first {
 		return 0
@@ -348,6 +358,9 @@ func (w *WAL) FirstSeq() uint64 {
 
 // LastSeq is the newest seq; 0 when the log holds no records.
 func (w *WAL) LastSeq() uint64 {
+	if w.ro != nil {
+		w.ro.poll()
+	}
 	first, last := w.first.Load(), w.published.Load()
 	if last < first {
 		return 0
@@ -370,6 +383,9 @@ func (w *WAL) Dir() string { return w.dir }
 // dropped the data) is final: Close releases everything and returns it.
 // After a Close that released the log, every call returns ErrClosed.
 func (w *WAL) Close() error {
+	if w.ro != nil {
+		return w.ro.close()
+	}
 	w.closeMu.Lock()
 	defer w.closeMu.Unlock()
 	w.mu.Lock()
