@@ -35,6 +35,8 @@ bench-compare:
 ## crash: the long crash loop and power-loss runs
 crash:
 	MMAPWAL_CRASH_CYCLES=1000 MMAPWAL_POWERLOSS_TRIALS=10000 $(GO) test -count=1 -timeout 60m -run 'TestCrash|TestPowerLoss' -v ./mmapwal/ | grep -E '^(=== RUN|--- |    .*(cycles|trials|TOTAL))|^(ok|FAIL)'
+	@# raftstore: 50 SIGKILLed leaders of a 3-process cluster, 50 store crash cycles per conformance run, 20,000 applies in-process
+	cd raftstore && RAFTSTORE_CRASH_CYCLES=50 RAFTSTORETEST_CRASH_CYCLES=50 RAFTSTORE_CLUSTER_APPLIES=20000 $(GO) test -count=1 -timeout 30m -run 'TestProcessCrash|TestCluster|TestConformance' -v . | grep -E '^(--- |    .*(cycles|kills|applies))|^(ok|FAIL)'
 
 ## fuzz: each fuzz target for FUZZTIME (minimisation capped: an execution of
 ## FuzzRecover opens a WAL, and minimising a large input would otherwise run for minutes unreported)
