@@ -48,3 +48,8 @@ fuzz:
 ## windows-smoke: the test suites as Windows binaries under Wine (installs wine64 and mingw if missing)
 windows-smoke:
 	bash scripts/windows-smoke.sh
+
+.PHONY: demo-cluster
+## demo-cluster: three examples/raftkv nodes on loopback: write, kill -9 the leader, read from the survivors, restart it, show it caught up
+demo-cluster:
+	@bash scripts/demo-cluster.sh
