@@ -18,9 +18,9 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	raftbench "github.com/hashicorp/raft/bench"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	raftwal "github.com/hashicorp/raft-wal"
+	raftbench "github.com/hashicorp/raft/bench"
 	"github.com/mmapwal/wal/raftstore"
 )
 
