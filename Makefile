@@ -35,6 +35,8 @@ bench-compare:
 ## crash: the long crash loop and power-loss runs
 crash:
 	MMAPWAL_CRASH_CYCLES=1000 MMAPWAL_POWERLOSS_TRIALS=10000 $(GO) test -count=1 -timeout 60m -run 'TestCrash|TestPowerLoss' -v ./mmapwal/ | grep -E '^(=== RUN|--- |    .*(cycles|trials|TOTAL))|^(ok|FAIL)'
+	@# raftstore: 50 SIGKILLed leaders of a 3-process cluster, 50 store crash cycles per conformance run, 20,000 applies in-process
+	cd raftstore && RAFTSTORE_CRASH_CYCLES=50 RAFTSTORETEST_CRASH_CYCLES=50 RAFTSTORE_CLUSTER_APPLIES=20000 $(GO) test -count=1 -timeout 30m -run 'TestProcessCrash|TestCluster|TestConformance' -v . | grep -E '^(--- |    .*(cycles|kills|applies))|^(ok|FAIL)'
 
 ## scale: a log of 100,000 segments under `ulimit -n 1024`: descriptors, mappings and RSS stay bounded
 scale:
@@ -50,3 +52,8 @@ fuzz:
 ## windows-smoke: the test suites as Windows binaries under Wine (installs wine64 and mingw if missing)
 windows-smoke:
 	bash scripts/windows-smoke.sh
+
+.PHONY: demo-cluster
+## demo-cluster: three examples/raftkv nodes on loopback: write, kill -9 the leader, read from the survivors, restart it, show it caught up
+demo-cluster:
+	@bash scripts/demo-cluster.sh

@@ -13,6 +13,8 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require github.com/boltdb/bolt v1.3.1 // indirect
+
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/benbjohnson/immutable v0.4.0 // indirect
@@ -25,8 +27,10 @@ require (
 	github.com/hashicorp/go-metrics v0.7.0 // indirect
 	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
 	github.com/hashicorp/golang-lru v1.0.2 // indirect
+	github.com/hashicorp/raft-boltdb/v2 v2.3.1
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
+	github.com/mmapwal/wal/raftstore v0.0.0-00010101000000-000000000000
 	github.com/tidwall/gjson v1.10.2 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.0 // indirect
@@ -34,3 +38,7 @@ require (
 	go.etcd.io/bbolt v1.3.6 // indirect
 	golang.org/x/exp v0.0.0-20220827204233-334a2380cb91 // indirect
 )
+
+replace github.com/mmapwal/wal/raftstore => ../raftstore
+
+replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.5.4

@@ -1,0 +1,27 @@
+module github.com/mmapwal/wal/examples/raftkv
+
+go 1.25.0
+
+replace (
+	github.com/mmapwal/wal => ../../
+	github.com/mmapwal/wal/raftstore => ../../raftstore
+)
+
+require (
+	github.com/hashicorp/go-hclog v1.6.3
+	github.com/hashicorp/raft v1.8.0
+	github.com/mmapwal/wal/raftstore v0.0.0-00010101000000-000000000000
+)
+
+require (
+	github.com/edsrzf/mmap-go v1.2.0 // indirect
+	github.com/fatih/color v1.13.0 // indirect
+	github.com/hashicorp/go-immutable-radix v1.3.1 // indirect
+	github.com/hashicorp/go-metrics v0.7.0 // indirect
+	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
+	github.com/hashicorp/golang-lru v1.0.2 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.14 // indirect
+	github.com/mmapwal/wal v0.0.0-00010101000000-000000000000 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+)
