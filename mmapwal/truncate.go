@@ -15,8 +15,8 @@ import (
 const maxEmptyingSeq = 1 << 62
 
 // TruncateFront drops every record before seq. seq <= FirstSeq does nothing
-// (TruncateFront(0) included); seq > LastSeq+1 empties the log, and the next
-// Append gets seq (at most 2^62 unless the log is already past it).
+// (TruncateFront(0) included); seq >= LastSeq+1 empties the log, and the
+// next Append gets seq (at most 2^62 unless the log is already past it).
 //
 // The cut is logical and durable before any file goes: the new first seq is
 // written to wal.meta and synced (appends go on meanwhile), then published.
