@@ -143,7 +143,7 @@ func probeCorrupt(t *testing.T, err error, file string, off int64, seq uint64) {
 // [1, end-1] intact and takes appends at end.
 func probeRepair(t *testing.T, dir string, end uint64, dropped int) *recovery.RepairReport {
 	t.Helper()
-	rep, err := recovery.Repair(dir, &recovery.Options{MaxRecordSize: probeOpts().MaxRecordSize})
+	rep, err := recovery.Repair(dir, nil)
 	require.NoError(t, err)
 	assert.True(t, rep.Damaged)
 	assert.Equal(t, end, rep.Seq, "repair report: %+v", rep)

@@ -166,7 +166,7 @@ func (w *WAL) load() error {
 		return err
 	}
 	rep, err := recovery.Recover(w.dir, &recovery.Options{
-		MaxRecordSize: w.opts.MaxRecordSize, Logger: w.log, Offsets: true, LogID: logID})
+		Logger: w.log, Offsets: true, LogID: logID})
 	if err != nil {
 		return err
 	}
