@@ -44,15 +44,17 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	// isTerminal reports whether stdout is a terminal (progress bars).
-	isTerminal bool
+	isTerminal    bool
+	stdinTerminal bool
 }
 
 func main() {
 	os.Exit(run(os.Args[1:], &env{
-		stdin:      os.Stdin,
-		stdout:     os.Stdout,
-		stderr:     os.Stderr,
-		isTerminal: stdoutIsTerminal(),
+		stdin:         os.Stdin,
+		stdout:        os.Stdout,
+		stderr:        os.Stderr,
+		isTerminal:    stdoutIsTerminal(),
+		stdinTerminal: stdinIsTerminal(),
 	}))
 }
 

@@ -62,10 +62,10 @@ func repair(e *env, dir string, yes bool) error {
 	if !yes {
 		fmt.Fprint(out, "Proceed? [y/N] ")
 		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if !e.stdinTerminal {
+			fmt.Fprintln(out) // a terminal echoed the answer and its newline
+		}
 		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			if line == "" {
-				fmt.Fprintln(out)
-			}
 			return fmt.Errorf("repair aborted: nothing changed (use --yes to run without asking)")
 		}
 	}

@@ -144,7 +144,9 @@ func printStat(e *env, st *statOut) {
 	}
 	fmt.Fprintf(out, "directory:     %s\n", st.Dir)
 	fmt.Fprintf(out, "state:         %s\n", state)
-	if st.Records == 0 {
+	if st.Records == 0 && st.NextSeq == 0 {
+		fmt.Fprintln(out, "records:       none")
+	} else if st.Records == 0 {
 		fmt.Fprintf(out, "records:       none (next seq %d)\n", st.NextSeq)
 	} else {
 		fmt.Fprintf(out, "records:       %d (seq %d..%d)\n", st.Records, st.FirstSeq, st.LastSeq)
@@ -166,6 +168,12 @@ func printStat(e *env, st *statOut) {
 		fmt.Fprintln(out)
 	}
 	p := st.Recovery
+	if st.State == "open" {
+		// The writer recovered at its Open; its prepared and in-flight
+		// files would only look like leftovers.
+		fmt.Fprintln(out, "recovery:      not applicable while a writer holds the log")
+		return
+	}
 	if p.nothing() {
 		fmt.Fprintln(out, "recovery:      nothing to do")
 		return

@@ -7,3 +7,5 @@ import (
 )
 
 func stdoutIsTerminal() bool { return term.IsTerminal(int(os.Stdout.Fd())) }
+
+func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
