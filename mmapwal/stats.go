@@ -11,6 +11,7 @@ type Stats struct {
 	LastSeq      uint64 // as LastSeq()
 	SyncedSeq    uint64 // last seq known durable
 	Segments     int    // live segment files
+	DiskBytes    int64  // size of the live segment files (preallocated)
 	Appended     uint64 // records appended since Open
 	Batches      uint64 // AppendBatch calls of more than one record since Open
 	BytesWritten uint64 // frame bytes written since Open
@@ -108,15 +109,22 @@ func (w *WAL) Stats() Stats {
 	w.mu.Lock()
 	appended, batches, bytes := w.appended, w.batches, w.bytes
 	w.mu.Unlock()
-	segments := len(w.segs.Load().segs)
+	segments, disk := len(w.segs.Load().segs), int64(0)
+	for _, s := range w.segs.Load().segs {
+		disk += s.size
+	}
 	if w.ro != nil {
-		segments = len(w.ro.view.Load().segs)
+		segments, disk = len(w.ro.view.Load().segs), 0
+		for _, s := range w.ro.view.Load().segs {
+			disk += s.size
+		}
 	}
 	return Stats{
 		FirstSeq:     w.FirstSeq(),
 		LastSeq:      w.LastSeq(),
 		SyncedSeq:    w.synced.Load(),
 		Segments:     segments,
+		DiskBytes:    disk,
 		Appended:     appended,
 		Batches:      batches,
 		BytesWritten: bytes,

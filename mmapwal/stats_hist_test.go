@@ -67,6 +67,9 @@ func TestStatsHistograms(t *testing.T) {
 	if st.RecordsPerSync.Sum != 15 || st.RecordsPerSync.Counts[3] != 1 || st.RecordsPerSync.Counts[0] != 10 {
 		t.Fatalf("RecordsPerSync %+v", st.RecordsPerSync)
 	}
+	if st.DiskBytes != int64(st.Segments)*64<<10 {
+		t.Fatalf("DiskBytes %d for %d segments of 64 KiB", st.DiskBytes, st.Segments)
+	}
 	if st.SyncSeconds.Count != st.Syncs || st.Syncs == 0 || st.SyncSeconds.Sum <= 0 {
 		t.Fatalf("SyncSeconds %+v, Syncs %d", st.SyncSeconds, st.Syncs)
 	}
