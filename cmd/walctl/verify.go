@@ -58,6 +58,9 @@ func verify(e *env, dir string, progress bool) error {
 	// Structure: a full recovery scan, read-only (every frame's checksum,
 	// seq continuity, batch order, zeros after the end, headers, gaps).
 	start := time.Now()
+	if progress {
+		fmt.Fprint(out, "checking structure (full scan of every segment)...")
+	}
 	rep, err := recovery.Recover(dir, &recovery.Options{ReadOnly: true, Full: true})
 	if err != nil {
 		var ce *format.CorruptError
@@ -66,6 +69,9 @@ func verify(e *env, dir string, progress bool) error {
 			return &exitError{code: exitCorrupt, msg: fmt.Sprintf("%s: damaged: 1 problem (walctl repair cuts the log at the first damage)", dir)}
 		}
 		return describe(err)
+	}
+	if progress {
+		fmt.Fprint(out, "\r\033[K") // the bar takes the line
 	}
 	torn := rep.TornFile != "" || rep.RecordsDropped > 0 || rep.BytesZeroed > 0
 	if torn {
@@ -105,6 +111,7 @@ func verify(e *env, dir string, progress bool) error {
 			progressbar.OptionClearOnFinish(),
 		)
 	}
+	readStart := time.Now()
 	var problems []problem
 	var done, bytes uint64
 	seq := first
@@ -121,7 +128,7 @@ func verify(e *env, dir string, progress bool) error {
 			if bar != nil {
 				bar.Add64(n)
 				if done%8192 == 0 {
-					el := time.Since(start).Seconds()
+					el := time.Since(readStart).Seconds()
 					bar.Describe(fmt.Sprintf("records %d/%d (%.0f/s)", done, nrec, float64(done)/el))
 				}
 			}
