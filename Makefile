@@ -15,6 +15,10 @@ demo:
 	@d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
 	echo "== examples/raw: write raw records, then replay them"; $(GO) run ./examples/raw -dir "$$d/raw" && \
 	echo && echo "== examples/kvstore: JSON operations replayed into a map on restart"; $(GO) run ./examples/kvstore -dir "$$d/kv"
+	@# walctl (its own module, cmd/walctl) on the log examples/raw leaves behind
+	@d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; $(GO) run ./examples/raw -dir "$$d/raw" >/dev/null && (cd cmd/walctl && $(GO) build -o "$$d/walctl" .) && \
+	echo && echo "== walctl stat: the log examples/raw wrote"; "$$d/walctl" stat "$$d/raw" && \
+	echo && echo "== walctl verify: every record's checksum and every structural rule"; "$$d/walctl" verify "$$d/raw"
 
 ## lint: gofmt, go vet (core also for Windows and darwin), staticcheck if installed
 lint:

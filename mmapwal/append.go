@@ -152,6 +152,7 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	w.nextSeq += n
 	w.appended += n
 	w.bytes += uint64(size)
+	w.st.observeBatch(n)
 	if n > 1 {
 		w.batches++
 	}

@@ -237,7 +237,8 @@ func (w *WAL) flushRound(final, muHeld bool) error {
 			}
 		}
 	}
-	if target > w.synced.Load() {
+	if prev := w.synced.Load(); target > prev {
+		w.st.observeRound(target - prev)
 		w.synced.Store(target) // followers see it when unlockFlush wakes them
 	}
 	return nil
@@ -305,6 +306,7 @@ func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 		dirErr = make(chan error, 1)
 		go func() { dirErr <- dirSyncError(w.dur.syncDir(w.dir)) }()
 	}
+	t0 := time.Now()
 	err := w.dur.syncSegment(s, s.syncedOff, end-s.syncedOff)
 	if dirErr != nil {
 		if derr := <-dirErr; err == nil {
@@ -316,6 +318,7 @@ func (w *WAL) syncSegmentLocked(s *segment, end int64) error {
 	}
 	s.named = true
 	w.st.syncs.Add(1)
+	w.st.observeSync(time.Since(t0))
 	s.syncedOff = end
 	return nil
 }

@@ -198,6 +198,11 @@ func openReadOnly(dir string, o Options) (*WAL, error) {
 	}
 	// The bounds of a log without segments until the writer adds some.
 	first := cmp.Or(rep.MetaFirst, rep.NextSeq, o.FirstSeq)
+	if rep.MetaFirst == 0 && len(rep.Segments) > 0 {
+		// rebuildLocked drops segments wholly before the view's first seq:
+		// starting from NextSeq would hide every sealed segment.
+		first = rep.Segments[0].FirstSeq
+	}
 	ro.view.Store(&roView{first: first, last: first - 1})
 	ro.mu.Lock()
 	err = ro.rebuildLocked()

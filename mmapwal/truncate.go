@@ -74,6 +74,7 @@ func (w *WAL) TruncateFront(seq uint64) error {
 		}
 	}
 	w.first.Store(seq)
+	w.st.truncations.Add(1)
 	w.truncGen.Add(1)
 	w.wakeFollowers() // a follower behind the new first seq must stop
 	w.unlistLocked(drop)
@@ -246,6 +247,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		w.dirty = append(w.dirty, keep)
 	}
 	w.synced.Store(seq) // every record kept was synced above
+	w.st.truncations.Add(1)
 	return nil
 }
 
