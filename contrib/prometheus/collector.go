@@ -22,8 +22,6 @@ type Options struct {
 	// ConstLabels are added to every metric, e.g. {"wal": "orders"} when a
 	// process registers several logs.
 	ConstLabels prometheus.Labels
-	// Dir, if set, is reported as the "dir" label of mmapwal_info.
-	Dir string
 }
 
 // Collector is a prometheus.Collector for one log.
