@@ -91,6 +91,8 @@ const (
 	// hookRetentionMeta: retention has made its new first seq durable and
 	// not yet removed anything.
 	hookRetentionMeta
+	// hookReapStart: the reaper is about to handle a job.
+	hookReapStart
 )
 
 func (o *Options) testHook(p hookPoint) {

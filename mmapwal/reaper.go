@@ -25,7 +25,9 @@ type reapJob struct {
 	// published: the last seq any of the segments holds. An appender that
 	// reserved space in a segment before it was sealed may still be copying
 	// into it (appenders hold no reference); the reaper waits until that seq
-	// is published before it unmaps.
+	// is published before it unmaps (0: nothing to wait for). It is at most
+	// the first seq kept minus one, which no TruncateBack can cut below, so
+	// the wait always ends.
 	published uint64
 }
 
@@ -86,6 +88,7 @@ func (w *WAL) reapWait() {
 // that a crash part-way leaves a suffix of them (never a hole), then syncs
 // the directory once.
 func (w *WAL) reapJob(job reapJob) error {
+	w.opts.testHook(hookReapStart)
 	w.waitPublished(job.published)
 	var errs []error
 	for _, s := range job.segs {

@@ -329,3 +329,38 @@ func TestCloseLeavesNoDroppedSegment(t *testing.T) {
 		})
 	}
 }
+
+// A TruncateBack right after a TruncateFront, before the background delete
+// of the dropped segments has started: the delete must not wait for a seq
+// the TruncateBack cut (Close used to hang waiting for it).
+func TestTruncateBackBeforeTheDroppedSegmentsAreDeleted_CloseReturns(t *testing.T) {
+	for _, p := range allPolicies {
+		t.Run(p.String(), func(t *testing.T) {
+			release := make(chan struct{})
+			o := smallOpts(p)
+			o.crashAt = func(h hookPoint) {
+				if h == hookReapStart {
+					<-release
+				}
+			}
+			w := mustOpen(t, t.TempDir(), o)
+			var last uint64
+			for i := uint64(1); w.Stats().Segments < 6; i++ {
+				seq, err := w.Append(rec(i, 2000))
+				require.NoError(t, err)
+				last = seq
+			}
+			require.NoError(t, w.TruncateFront(last/2))
+			require.NoError(t, w.TruncateBack(last/2+1))
+			close(release)
+			done := make(chan error, 1)
+			go func() { done <- w.Close() }()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("Close did not return: the background delete waits for a seq that was cut")
+			}
+		})
+	}
+}

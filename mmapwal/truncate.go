@@ -78,7 +78,10 @@ func (w *WAL) TruncateFront(seq uint64) error {
 	w.truncGen.Add(1)
 	w.wakeFollowers() // a follower behind the new first seq must stop
 	w.unlistLocked(drop)
-	w.reapLater(drop, w.nextSeq-1)
+	// Nothing is in flight (waited above, w.mu held since): the reaper has
+	// nothing to wait for. Waiting for the newest seq instead would never
+	// end once a later TruncateBack cut below it.
+	w.reapLater(drop, 0)
 	return nil
 }
 
