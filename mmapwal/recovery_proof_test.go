@@ -185,7 +185,7 @@ func TestRecoveryIgnoresALowerMaxRecordSizeAtReopen(t *testing.T) {
 		require.NoError(t, os.Remove(p)) // no checkpoint: every frame is scanned
 	}
 
-	rep, err := recovery.Recover(dir, &recovery.Options{MaxRecordSize: 4 << 10, ReadOnly: true})
+	rep, err := recovery.Recover(dir, &recovery.Options{ReadOnly: true})
 	require.NoError(t, err)
 	assert.Empty(t, rep.TornFile, "nothing is cut")
 	assert.Zero(t, rep.RecordsDropped)

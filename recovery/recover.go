@@ -62,27 +62,18 @@ import (
 	"math"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/recoveryhook"
 )
-
-// DefaultMaxRecordSize matches mmapwal's default.
-//
-// Deprecated: recovery bounds frames by format.MaxRecordLength; this
-// constant is unused.
-const DefaultMaxRecordSize = 16 << 20
 
 // Options tune recovery. The zero value is usable.
 type Options struct {
-	// MaxRecordSize is ignored.
-	//
-	// Deprecated: MaxRecordSize limits what a writer accepts. Records
-	// already on disk are valid whatever the limit at reopen: recovery
-	// bounds a frame's length by the format (format.MaxRecordLength) and
-	// by its segment.
-	MaxRecordSize int
-	Logger        *slog.Logger // nil: silent
-	Full          bool         // ignore index checkpoints: scan and verify every record
-	ReadOnly      bool         // only analyse and plan; change nothing on disk
-	Offsets       bool         // fill Segment.Offsets for scanned records
+	// A frame's length is bounded by the format (format.MaxRecordLength)
+	// and by its segment, never by a writer's configured limit: records
+	// already on disk stay valid when that limit is lowered.
+
+	Logger   *slog.Logger // nil: silent
+	Full     bool         // ignore index checkpoints: scan and verify every record
+	ReadOnly bool         // only analyse and plan; change nothing on disk
 	// LogID is the identity of the log (mmapwal keeps it in wal.id; see
 	// format.SegmentHeader.LogID). When non-zero, a segment whose header
 	// carries a different non-zero log ID is a file of another log: Recover
@@ -94,7 +85,14 @@ type Options struct {
 	// file is refused before recovery could judge it a torn tail.
 	LogID uint64
 
-	fs fileSystem // nil: the OS; tests inject failures here
+	fs      fileSystem // nil: the OS; tests inject failures here
+	offsets bool       // fill Segment.offsets for scanned records (mmapwal, through internal/recoveryhook)
+}
+
+func init() {
+	recoveryhook.Install(
+		func(o *Options) { o.offsets = true },
+		func(s *Segment) []int64 { return s.offsets })
 }
 
 // Segment is one segment as recovered.
@@ -107,8 +105,8 @@ type Segment struct {
 	Count     uint64 // complete records
 	End       int64  // offset after the last complete record
 	// Trusted records were covered by a valid index checkpoint; their index
-	// entries are in the index file. Offsets holds the offsets of records
-	// Trusted..Count-1, found by scanning (with Options.Offsets).
+	// entries are in the index file. Records Trusted..Count-1 were found by
+	// scanning the segment.
 	Trusted    uint64
 	TrustedEnd int64 // offset just after record Trusted-1 (the header's end if none)
 	IndexOK    bool
@@ -116,8 +114,9 @@ type Segment struct {
 	// and nothing follows it). The next writer must clear that durably
 	// before appending (see format.IndexClosed).
 	Closed       bool
-	Offsets      []int64
 	ScannedBytes int64
+
+	offsets []int64 // offsets of records Trusted..Count-1 (only for mmapwal)
 }
 
 // Report is what recovery found and did. With Options.ReadOnly it is the
