@@ -22,10 +22,13 @@ const (
 	// SyncPeriodic: a background flush every SyncInterval; Append returns
 	// once the record is in the mapping.
 	SyncPeriodic
-	// SyncNone: flush only on Sync(), Close() and when a segment is sealed.
+	// SyncNone: no background flush; records are made durable only by Sync,
+	// Close and TruncateBack (which syncs the records it keeps). Append
+	// returns once the record is in the mapping.
 	SyncNone
 )
 
+// String returns the policy's Go name ("SyncAlways", ...).
 func (p SyncPolicy) String() string {
 	switch p {
 	case SyncAlways:

@@ -207,7 +207,7 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 
 // Reader iterates over records in seq order. It is not safe for concurrent
 // use, but any number of Readers may run beside appenders and truncations.
-// It reads ahead in runs of up to readAhead bytes, but never returns a record
+// It reads a run of records ahead of the caller, but never returns a record
 // the log no longer holds when Next is called:
 //
 //   - Records dropped from the front (TruncateFront, MaxSegments retention)
