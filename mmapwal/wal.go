@@ -18,10 +18,15 @@ import (
 )
 
 // WAL is an open write-ahead log. All methods are safe for concurrent use.
-//
-// Lock order: flushMu, then mu, then pubMu. Readers take none of
-// them: they load segs and published atomically.
 type WAL struct {
+	// Locks and goroutines: see DESIGN.md, which lists every lock, what it
+	// guards, and the complete order. In short: closeMu → flushMu → mu →
+	// pubMu → followers.mu; under mu also preparer.mu, mapCache.mu,
+	// segment.rebuildMu, roundMu, cutLog.mu, reaper.mu and Index.hdrMu
+	// (all leaves); flushMu → mapCache.mu and Index.hdrMu without mu.
+	// Readers take none of them: they load segs and published atomically
+	// and hold segments by reference count and mappings by pin.
+
 	dir  string // absolute, resolved once at Open
 	opts Options
 	log  *slog.Logger
