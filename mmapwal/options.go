@@ -3,13 +3,11 @@ package mmapwal
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"os"
 	"time"
 
-	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/silent"
 )
 
 // SyncPolicy says when appended records are made durable.
@@ -79,6 +77,9 @@ type Options struct {
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
+	// prefault sizes the prefault loops; zero fields take the defaults
+	// (tests use windows smaller than a segment).
+	prefault prefaultWindow
 	// crashAt, if set, is called at named points of housekeeping, so that a
 	// test's child process can kill itself at exactly that point.
 	crashAt func(hookPoint)
@@ -105,9 +106,6 @@ func (o *Options) testHook(p hookPoint) {
 // MinSyncInterval is the shortest SyncInterval accepted: a shorter period
 // spends a core on timer wake-ups while the log is idle.
 const MinSyncInterval = time.Millisecond
-
-// silentLogger drops everything: no level is enabled, so nothing is formatted.
-var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
 
 // resolve validates o and fills defaults.
 func (o *Options) resolve() (Options, error) {
@@ -155,7 +153,7 @@ func (o *Options) resolve() (Options, error) {
 		return bad("negative MaxMappedSegments %d", r.MaxMappedSegments)
 	}
 	if r.Logger == nil {
-		r.Logger = silentLogger
+		r.Logger = silent.Logger
 	}
 	if r.FileMode&^os.ModePerm != 0 || r.DirMode&^os.ModePerm != 0 {
 		return bad("FileMode %v / DirMode %v: only permission bits", r.FileMode, r.DirMode)
@@ -164,6 +162,7 @@ func (o *Options) resolve() (Options, error) {
 	if r.hooks == nil {
 		r.hooks = osDurability{}
 	}
-	_ = format.Version
+	r.prefault.ahead = cmp.Or(r.prefault.ahead, defaultPrefaultAhead)
+	r.prefault.chunk = cmp.Or(r.prefault.chunk, defaultPrefaultChunk)
 	return r, nil
 }

@@ -151,14 +151,14 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, err
 	}
 	w.warmUp()
-	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, w.log)
+	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, o.prefault, w.log)
 	if w.active == nil {
 		w.prep.prepareNow()
 	} else {
 		w.prep.mu.Lock()
 		w.prep.startLocked()
 		w.prep.mu.Unlock()
-		w.prefaultKickAt = w.writeOff + prefaultKick()
+		w.prefaultKickAt = w.writeOff + o.prefault.kick()
 		w.prep.startPrefault(w.active, w.writeOff)
 	}
 	w.wg.Add(1)

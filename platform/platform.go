@@ -158,16 +158,6 @@ func RenameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
 	return nf, nm, nil
 }
 
-// renameInPlace is RenameMapped where a mapped file may be renamed.
-func renameInPlace(f *os.File, m []byte, to string) (*os.File, []byte, error) {
-	if err := os.Rename(f.Name(), to); err != nil {
-		Unmap(m)
-		f.Close()
-		return nil, nil, err
-	}
-	return f, m, nil
-}
-
 // SyncFile makes the written contents of f durable (fdatasync where it exists).
 func SyncFile(f *os.File) error {
 	if err := impl.syncFile(f); err != nil {

@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -238,7 +239,7 @@ func listDir(fsys fileSystem, d dirHandle, dir string) (*dirFacts, []segName, er
 			}
 		}
 	}
-	slices.SortFunc(segs, func(a, b segName) int { return cmpU64(a.seq, b.seq) })
+	slices.SortFunc(segs, func(a, b segName) int { return cmp.Compare(a.seq, b.seq) })
 	slices.Sort(f.temps)
 	for len(segs) > 1 && f.metaFirst != 0 && segs[1].seq <= f.metaFirst {
 		f.beforeMeta = append(f.beforeMeta, segs[0])

@@ -58,12 +58,11 @@ package recovery
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
-	"math"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/internal/recoveryhook"
+	"github.com/mmapwal/wal/internal/silent"
 )
 
 // Options tune recovery. The zero value is usable.
@@ -191,16 +190,6 @@ func indexPath(segPath string) string {
 	return segPath[:len(segPath)-len(format.SegmentExt)] + format.IndexExt
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // withDefaults returns a copy of o (nil: the zero value) with defaults
 // filled in: Recover and Repair share it.
 func (o *Options) withDefaults() Options {
@@ -209,13 +198,10 @@ func (o *Options) withDefaults() Options {
 		r = *o
 	}
 	if r.Logger == nil {
-		r.Logger = silentLogger
+		r.Logger = silent.Logger
 	}
 	if r.fs == nil {
 		r.fs = osFS{}
 	}
 	return r
 }
-
-// silentLogger drops everything: no level is enabled.
-var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
