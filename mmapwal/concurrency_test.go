@@ -72,7 +72,6 @@ type cmTrunc struct {
 type cmObs struct {
 	seq, token uint64
 	start      int64 // clock when the read began
-	minFirst   uint64
 	what       string
 }
 
@@ -95,11 +94,10 @@ type cmState struct {
 }
 
 type cmReaderNext struct {
-	prevSeq    uint64
-	prevAt     int64 // clock after the previous Next returned
-	start      int64 // clock when this Next began
-	seq        uint64
-	continuing bool
+	prevSeq uint64
+	prevAt  int64 // clock after the previous Next returned
+	start   int64 // clock when this Next began
+	seq     uint64
 }
 
 func (c *cmState) now() int64 { return c.clk.Add(1) }

@@ -52,20 +52,6 @@ func ReadFileAt(path string, b []byte, off int64) (int, error) {
 	return impl.readFileAt(path, b, off)
 }
 
-// readFileAtPortable is ReadFileAt through os.File.
-func readFileAtPortable(path string, b []byte, off int64) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n, err := f.ReadAt(b, off)
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return n, err
-}
-
 // OpenFile opens a file the way mmapwal needs it. On Windows the file is
 // opened with FILE_SHARE_DELETE so that a prepared segment can be renamed.
 func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
