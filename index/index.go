@@ -4,6 +4,10 @@
 // reader checks the frame it points at (seq and CRC), and a missing, short,
 // stale or garbage index is rebuilt from the segment. The layout is
 // documented in package format.
+//
+// Package index is a low-level building block of package mmapwal, which is
+// what applications use: it is public for tools that inspect index files,
+// and its API changes with mmapwal's needs.
 package index
 
 import (
@@ -19,10 +23,12 @@ import (
 
 // Index is an open, mapped index file.
 //
-// Concurrency: Set for entry i happens before record i is published to
-// readers (the publishing atomic store orders it), so Get needs no lock.
-// Checkpoint, Sync and Close are called by one goroutine at a time (the
-// WAL's flusher, or the WAL with its writer lock held).
+// Concurrency: Get needs no lock if the caller orders each Set before any
+// Get of the same entry (mmapwal publishes a record with an atomic store
+// after its entry is set). Set, Get, Lookup and SetOffsets (of different
+// entries), Checkpoint, Header and Sync may run concurrently: the header is
+// guarded inside, and Sync only writes pages back. Init, Rename, CloseFile,
+// Close and Remove need the Index to themselves.
 //
 // Faults: another process can shrink the file under the mapping, and then
 // any access to the lost pages raises SIGBUS. Every method that touches the
@@ -171,9 +177,6 @@ func (x *Index) Header() format.IndexHeader {
 	return x.hdr
 }
 
-// Capacity is the number of entries the file holds.
-func (x *Index) Capacity() int { return x.capacity }
-
 // guard runs fn, which touches the mapping, and names the file in a fault.
 func (x *Index) guard(fn func()) error {
 	if err := platform.CatchFault(fn); err != nil {
@@ -269,9 +272,10 @@ func (x *Index) Close() error {
 	return err
 }
 
-// CloseFile closes the descriptor and keeps the mapping, which stays valid:
-// where syncing a mapping needs no descriptor (Unix msync), an index then
-// costs no file descriptor. Rename is not possible afterwards.
+// CloseFile closes the descriptor and keeps the mapping: on Unix, where a
+// mapping outlives its descriptor and msync needs none, an open index then
+// costs no file descriptor. Only on Unix may Sync be called afterwards (on
+// Windows it needs the file); Rename is not possible afterwards.
 func (x *Index) CloseFile() error {
 	if x == nil || x.f == nil {
 		return nil
@@ -297,10 +301,17 @@ func (x *Index) Init(segID, firstSeq uint64) error {
 	return nil
 }
 
-// Rename moves the index file; the mapping stays valid.
+// Rename moves the index file. On Unix the mapping (and a slice returned by
+// Mapping) stays valid. On Windows, where a mapped file cannot be renamed,
+// the file is unmapped, closed, renamed, reopened and mapped again: an
+// earlier Mapping slice is then invalid. On failure the Index is left closed
+// (file and mapping released). Rename fails after CloseFile.
 func (x *Index) Rename(path string) error {
 	if x.readOnly {
 		return fmt.Errorf("index %s: %w", x.path, errReadOnly)
+	}
+	if x.f == nil {
+		return fmt.Errorf("index %s: rename after its file was closed", x.path)
 	}
 	f, m, err := platform.RenameMapped(x.f, x.m, path)
 	if err != nil {

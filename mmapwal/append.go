@@ -146,7 +146,7 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	s, off, seq := w.active, w.writeOff, w.nextSeq
 	w.writeOff += size
 	if w.writeOff >= w.prefaultKickAt {
-		w.prefaultKickAt = w.writeOff + prefaultKick()
+		w.prefaultKickAt = w.writeOff + w.opts.prefault.kick()
 		s.prefault.poke(w.writeOff)
 	}
 	w.nextSeq += n
@@ -193,7 +193,7 @@ func (w *WAL) rotateLocked(need int64) error {
 		old.prefault.halt()
 	}
 	w.active, w.writeOff = next, format.SegmentHeaderSize
-	w.prefaultKickAt = w.writeOff + prefaultKick()
+	w.prefaultKickAt = w.writeOff + w.opts.prefault.kick()
 	w.dirty = append(w.dirty, next)
 	w.segs.Store(w.segs.Load().with(next))
 	w.st.rotations.Add(1)

@@ -140,20 +140,21 @@ func (w *WAL) flushRound(final, muHeld bool) error {
 	target := w.published.Load()
 	tseg, tend := w.endOf(target)
 
+	// Invariant (the dirty list): every listed segment with bytes not yet
+	// synced is in w.dirty, in seq order; so tseg, unless synced up to tend,
+	// is in work. It holds because: Open puts every segment with records
+	// beyond its checkpoint, and the active one, in w.dirty; a rotation
+	// appends the new active segment; a sealed segment leaves only through
+	// dropSealed, once synced to its end, by the flushMu holder (this round,
+	// or TruncateBack's syncKeptLocked); and segments leave with their
+	// listing only (unlistLocked, retireLocked, dropEmptyActiveLocked: an
+	// empty segment). tseg, found before w.mu was taken, cannot leave
+	// meanwhile: every removal but dropEmptyActiveLocked (which holds no
+	// record) holds flushMu, as this round does.
 	lock()
 	work := w.flushWork[:0] // owned by the flushMu holder
-	inDirty := false
 	for _, s := range w.dirty {
 		work = append(work, dirtySeg{s, s.sealed, s.sealedEnd, s.sealedLast})
-		inDirty = inDirty || s == tseg
-	}
-	if tseg != nil && !inDirty && (tend < 0 || tseg.syncedOff < tend) {
-		// Invariant: the segment of the last published record is dirty
-		// until synced. Guard it anyway: an acknowledged record must never
-		// be counted durable without its sync.
-		w.log.Error("mmapwal: internal: published segment missing from dirty list", "file", tseg.path)
-		w.dirty = append(w.dirty, tseg)
-		work = append(work, dirtySeg{tseg, tseg.sealed, tseg.sealedEnd, tseg.sealedLast})
 	}
 	unlock()
 	w.flushWork = work[:0]

@@ -3,6 +3,7 @@
 package mmapwal
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand"
 	"os"
@@ -199,4 +200,28 @@ func TestScale100kSegments(t *testing.T) {
 func TestMaxMappedSegmentsNegative(t *testing.T) {
 	_, err := Open(t.TempDir(), &Options{MaxMappedSegments: -1})
 	require.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+// scaleRecord is record seq: its seq, then a filler; every other record is
+// large enough that each 64 KiB segment holds about two records, so that a
+// segment costs one rotation and ~33 KiB of writes.
+func scaleRecord(seq uint64) []byte {
+	n := 16
+	if seq%2 == 0 {
+		n = 33 << 10
+	}
+	b := make([]byte, n)
+	binary.LittleEndian.PutUint64(b, seq)
+	for i := 8; i < n; i++ {
+		b[i] = byte(seq) ^ byte(i)
+	}
+	return b
+}
+
+func checkScaleRecord(t *testing.T, seq uint64, b []byte) {
+	t.Helper()
+	want := scaleRecord(seq)
+	if string(b) != string(want) {
+		t.Fatalf("record %d: %d bytes, want %d (first bytes %x)", seq, len(b), len(want), b[:min(len(b), 16)])
+	}
 }

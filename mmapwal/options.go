@@ -3,13 +3,11 @@ package mmapwal
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"os"
 	"time"
 
-	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/silent"
 )
 
 // SyncPolicy says when appended records are made durable.
@@ -22,10 +20,13 @@ const (
 	// SyncPeriodic: a background flush every SyncInterval; Append returns
 	// once the record is in the mapping.
 	SyncPeriodic
-	// SyncNone: flush only on Sync(), Close() and when a segment is sealed.
+	// SyncNone: no background flush; records are made durable only by Sync,
+	// Close and TruncateBack (which syncs the records it keeps). Append
+	// returns once the record is in the mapping.
 	SyncNone
 )
 
+// String returns the policy's Go name ("SyncAlways", ...).
 func (p SyncPolicy) String() string {
 	switch p {
 	case SyncAlways:
@@ -76,6 +77,9 @@ type Options struct {
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
+	// prefault sizes the prefault loops; zero fields take the defaults
+	// (tests use windows smaller than a segment).
+	prefault prefaultWindow
 	// crashAt, if set, is called at named points of housekeeping, so that a
 	// test's child process can kill itself at exactly that point.
 	crashAt func(hookPoint)
@@ -104,9 +108,6 @@ func (o *Options) testHook(p hookPoint) {
 // MinSyncInterval is the shortest SyncInterval accepted: a shorter period
 // spends a core on timer wake-ups while the log is idle.
 const MinSyncInterval = time.Millisecond
-
-// silentLogger drops everything: no level is enabled, so nothing is formatted.
-var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))
 
 // resolve validates o and fills defaults.
 func (o *Options) resolve() (Options, error) {
@@ -154,7 +155,7 @@ func (o *Options) resolve() (Options, error) {
 		return bad("negative MaxMappedSegments %d", r.MaxMappedSegments)
 	}
 	if r.Logger == nil {
-		r.Logger = silentLogger
+		r.Logger = silent.Logger
 	}
 	if r.FileMode&^os.ModePerm != 0 || r.DirMode&^os.ModePerm != 0 {
 		return bad("FileMode %v / DirMode %v: only permission bits", r.FileMode, r.DirMode)
@@ -163,6 +164,7 @@ func (o *Options) resolve() (Options, error) {
 	if r.hooks == nil {
 		r.hooks = osDurability{}
 	}
-	_ = format.Version
+	r.prefault.ahead = cmp.Or(r.prefault.ahead, defaultPrefaultAhead)
+	r.prefault.chunk = cmp.Or(r.prefault.chunk, defaultPrefaultChunk)
 	return r, nil
 }

@@ -19,14 +19,21 @@ import (
 // that the kernel then writes back, the moment a log opens or rotates,
 // even if the log only ever receives a few records.
 //
-// Variables only so that tests can use windows smaller than a segment.
-var (
-	prefaultAhead int64 = 8 << 20 // bytes kept faulted ahead of the write offset
-	prefaultChunk int64 = 1 << 20 // one madvise call; the loop checks for stop between chunks
+// The window and chunk are per-WAL settings (prefaultWindow in Options), so
+// that tests can use windows smaller than a segment.
+const (
+	defaultPrefaultAhead int64 = 8 << 20 // bytes kept faulted ahead of the write offset
+	defaultPrefaultChunk int64 = 1 << 20 // one madvise call; the loop checks for stop between chunks
 )
 
-// prefaultKick is how far the writer moves between pokes of its loop.
-func prefaultKick() int64 { return prefaultAhead / 4 }
+// prefaultWindow sizes the prefault loops of one WAL.
+type prefaultWindow struct {
+	ahead int64 // bytes kept faulted ahead of the write offset
+	chunk int64 // one madvise call; the loop checks for stop between chunks
+}
+
+// kick is how far the writer moves between pokes of its loop.
+func (pw prefaultWindow) kick() int64 { return pw.ahead / 4 }
 
 // prefaulter is a segment's link to its prefault loop.
 type prefaulter struct {
@@ -64,14 +71,14 @@ func (p *prefaulter) halted(quit <-chan struct{}) bool {
 	}
 }
 
-// prefaultLoop faults s's pages in, front to back, up to prefaultAhead bytes
+// prefaultLoop faults s's pages in, front to back, up to pw.ahead bytes
 // past the last poked write offset (starting at from), and the matching
 // prefix of its index, until the segment is fully faulted, halted, or quit
 // is closed. It works on copies of the slices, taken before activation may
 // replace s.data (RenameMapped on Windows, where prefaulting is a no-op),
 // and holds a reference only while faulting a chunk, so it never delays a
 // retirement. Best effort: errors only mean the writer takes the faults.
-func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struct{}) {
+func prefaultLoop(s *segment, data, idxMap []byte, from int64, pw prefaultWindow, quit <-chan struct{}) {
 	pf := s.prefault
 	pf.mark.Store(from)
 	done, idone := int64(0), int64(0)
@@ -82,7 +89,7 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struc
 	}
 	size := int64(len(data))
 	for {
-		target := min(size, pf.mark.Load()+prefaultAhead)
+		target := min(size, pf.mark.Load()+pw.ahead)
 		for done < target {
 			if pf.halted(quit) || !s.pinIfMapped() {
 				return
@@ -91,7 +98,7 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, quit <-chan struc
 				s.unpin()
 				return
 			}
-			end := min(done+prefaultChunk, size)
+			end := min(done+pw.chunk, size)
 			_ = platform.Prefault(data[done:end])
 			// An index entry (4 bytes) per frame of at least 32 bytes: the
 			// entries for data[:end] lie in the first end/8 index bytes.

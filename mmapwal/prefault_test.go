@@ -13,11 +13,9 @@ import (
 // goroutine for the life of the WAL.
 func TestPrefaultLoopsEnd(t *testing.T) {
 	// Windows smaller than a segment, so loops wait for the writer.
-	defer func(a, c int64) { prefaultAhead, prefaultChunk = a, c }(prefaultAhead, prefaultChunk)
-	prefaultAhead, prefaultChunk = 8<<10, 4<<10
 	base := runtime.NumGoroutine()
 	dir := t.TempDir()
-	w, err := Open(dir, &Options{SegmentSize: 64 << 10, Sync: SyncNone})
+	w, err := Open(dir, &Options{SegmentSize: 64 << 10, Sync: SyncNone, prefault: prefaultWindow{ahead: 8 << 10, chunk: 4 << 10}})
 	require.NoError(t, err)
 	// One 40 KiB record per 64 KiB segment: each rotation leaves a segment
 	// whose loop is still waiting for the writer to come closer to its end.

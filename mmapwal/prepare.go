@@ -14,6 +14,7 @@ type preparer struct {
 	size  int64
 	logID uint64
 	perm  os.FileMode
+	pw    prefaultWindow
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -25,8 +26,8 @@ type preparer struct {
 	wg     sync.WaitGroup
 }
 
-func newPreparer(dir string, size int64, logID uint64, perm os.FileMode, log *slog.Logger) *preparer {
-	p := &preparer{dir: dir, size: size, logID: logID, perm: perm, log: log, quit: make(chan struct{})}
+func newPreparer(dir string, size int64, logID uint64, perm os.FileMode, pw prefaultWindow, log *slog.Logger) *preparer {
+	p := &preparer{dir: dir, size: size, logID: logID, perm: perm, pw: pw, log: log, quit: make(chan struct{})}
 	p.cond.L = &p.mu
 	return p
 }
@@ -91,7 +92,7 @@ func (p *preparer) startPrefault(s *segment, from int64) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		prefaultLoop(s, data, idxMap, from, p.quit)
+		prefaultLoop(s, data, idxMap, from, p.pw, p.quit)
 	}()
 }
 

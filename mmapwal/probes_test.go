@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/scan"
 	"github.com/mmapwal/wal/recovery"
 )
 
@@ -82,7 +83,7 @@ func probeSegs(t *testing.T, dir string) []probeSeg {
 		require.NoError(t, err)
 		h, err := format.DecodeSegmentHeader(data)
 		require.NoError(t, err)
-		r := recovery.Scan(data, format.SegmentSeed(h.ID), format.SegmentHeaderSize, first, 1<<20, true)
+		r := scan.Scan(data, format.SegmentSeed(h.ID), format.SegmentHeaderSize, first, 1<<20, true)
 		s := probeSeg{path: p, idx: p[:len(p)-len(format.SegmentExt)] + format.IndexExt, first: first}
 		for i, off := range r.Offsets {
 			fh := format.ParseFrameHeader(data[off:])
@@ -143,7 +144,7 @@ func probeCorrupt(t *testing.T, err error, file string, off int64, seq uint64) {
 // [1, end-1] intact and takes appends at end.
 func probeRepair(t *testing.T, dir string, end uint64, dropped int) *recovery.RepairReport {
 	t.Helper()
-	rep, err := recovery.Repair(dir, nil)
+	rep, err := recovery.Repair(dir, &recovery.Options{})
 	require.NoError(t, err)
 	assert.True(t, rep.Damaged)
 	assert.Equal(t, end, rep.Seq, "repair report: %+v", rep)

@@ -5,8 +5,8 @@ import (
 	"sync"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/scan"
 	"github.com/mmapwal/wal/platform"
-	"github.com/mmapwal/wal/recovery"
 )
 
 // Read returns a copy of record seq; ErrNotFound outside [FirstSeq,
@@ -186,9 +186,9 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 	defer s.unpin()
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
-	var r recovery.ScanResult
+	var r scan.Result
 	if ferr := platform.CatchFault(func() {
-		r = recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, MaxMaxRecordSize, true)
+		r = scan.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, MaxMaxRecordSize, true)
 	}); ferr != nil {
 		return &CorruptError{File: s.path, Offset: -1, Seq: seq, Reason: ferr.Error()}
 	}
@@ -207,7 +207,7 @@ func (w *WAL) rebuildIndex(s *segment, seq uint64) error {
 
 // Reader iterates over records in seq order. It is not safe for concurrent
 // use, but any number of Readers may run beside appenders and truncations.
-// It reads ahead in runs of up to readAhead bytes, but never returns a record
+// It reads a run of records ahead of the caller, but never returns a record
 // the log no longer holds when Next is called:
 //
 //   - Records dropped from the front (TruncateFront, MaxSegments retention)

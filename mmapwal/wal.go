@@ -11,15 +11,22 @@ import (
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/index"
+	"github.com/mmapwal/wal/internal/recoveryhook"
+	"github.com/mmapwal/wal/internal/scan"
 	"github.com/mmapwal/wal/platform"
 	"github.com/mmapwal/wal/recovery"
 )
 
 // WAL is an open write-ahead log. All methods are safe for concurrent use.
-//
-// Lock order: flushMu, then mu, then pubMu. Readers take none of
-// them: they load segs and published atomically.
 type WAL struct {
+	// Locks and goroutines: see DESIGN.md, which lists every lock, what it
+	// guards, and the complete order. In short: closeMu → flushMu → mu →
+	// pubMu → followers.mu; under mu also preparer.mu, mapCache.mu,
+	// segment.rebuildMu, roundMu, cutLog.mu, reaper.mu and Index.hdrMu
+	// (all leaves); flushMu → mapCache.mu and Index.hdrMu without mu.
+	// Readers take none of them: they load segs and published atomically
+	// and hold segments by reference count and mappings by pin.
+
 	dir  string // absolute, resolved once at Open
 	opts Options
 	log  *slog.Logger
@@ -144,14 +151,14 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		return nil, err
 	}
 	w.warmUp()
-	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, w.log)
+	w.prep = newPreparer(dir, o.SegmentSize, w.logID, o.FileMode, o.prefault, w.log)
 	if w.active == nil {
 		w.prep.prepareNow()
 	} else {
 		w.prep.mu.Lock()
 		w.prep.startLocked()
 		w.prep.mu.Unlock()
-		w.prefaultKickAt = w.writeOff + prefaultKick()
+		w.prefaultKickAt = w.writeOff + o.prefault.kick()
 		w.prep.startPrefault(w.active, w.writeOff)
 	}
 	w.wg.Add(1)
@@ -165,8 +172,9 @@ func (w *WAL) load() error {
 	if err != nil {
 		return err
 	}
-	rep, err := recovery.Recover(w.dir, &recovery.Options{
-		Logger: w.log, Offsets: true, LogID: logID})
+	ropts := &recovery.Options{Logger: w.log, LogID: logID}
+	recoveryhook.WithOffsets(ropts)
+	rep, err := recovery.Recover(w.dir, ropts)
 	if err != nil {
 		return err
 	}
@@ -194,7 +202,7 @@ func (w *WAL) load() error {
 		// at Open: it is mapped when first read (mapcache.go), and its
 		// header and owner are checked then (recovery has checked them
 		// once already).
-		if i < len(rep.Segments)-1 && rs.IndexOK && rs.Trusted == rs.Count && len(rs.Offsets) == 0 {
+		if i < len(rep.Segments)-1 && rs.IndexOK && rs.Trusted == rs.Count && len(recoveryhook.Offsets(&rs)) == 0 {
 			s := w.cache.lazySegment(rs.Path, rs.FirstSeq, rs.ID, w.logID, rs.Size)
 			s.sealed, s.sealedEnd, s.sealedLast = true, rs.End, rs.FirstSeq+rs.Count-1
 			s.syncedOff, s.named = rs.End, true
@@ -304,16 +312,17 @@ func (w *WAL) warmUp() {
 // it missing or invalid.
 func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	capacity := format.IndexCapacity(s.size)
+	offs := recoveryhook.Offsets(&rs)
 	if rs.IndexOK {
 		if x, err := index.Open(rs.IndexPath, capacity); err == nil {
-			if err := x.SetOffsets(int(rs.Trusted), rs.Offsets); err == nil {
+			if err := x.SetOffsets(int(rs.Trusted), offs); err == nil {
 				s.idx = x
 				return nil
 			}
 			x.Close() // shrunk under us: rebuild
 		}
 	}
-	// Rebuild: recovery scanned this segment from its header, so Offsets
+	// Rebuild: recovery scanned this segment from its header, so offs
 	// covers every record.
 	w.rec.IndexesRebuilt++
 	x, err := index.Create(rs.IndexPath, rs.ID, rs.FirstSeq, capacity, w.opts.FileMode)
@@ -324,10 +333,9 @@ func (w *WAL) loadIndex(s *segment, rs recovery.Segment) error {
 	if rs.Trusted != 0 {
 		// The index file was valid when recovery read it but cannot be mapped
 		// now; rescan the segment for its offsets.
-		r := recovery.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, format.MaxRecordLength, true)
-		rs.Offsets = r.Offsets
+		offs = scan.Scan(s.data, s.seed, format.SegmentHeaderSize, s.firstSeq, format.MaxRecordLength, true).Offsets
 	}
-	if err := x.SetOffsets(0, rs.Offsets); err != nil {
+	if err := x.SetOffsets(0, offs); err != nil {
 		return err
 	}
 	// The checkpoint covers only what recovery proved durable: records found

@@ -1,7 +1,11 @@
 // Package platform is mmapwal's operating-system layer: memory mappings (through
-// mmap-go), preallocation, range and directory syncs, the directory lock and
-// paging hints. Everything OS-specific sits behind the osOps interface, which
-// each build-tagged file implements and checks at compile time.
+// mmap-go), preallocation, range and directory syncs, the directory lock,
+// turning faults on mapped memory into errors, and paging hints. Each system
+// has its own build-tagged implementation behind one internal interface.
+//
+// Package platform is a low-level building block of package mmapwal (and of
+// package recovery, which reads segments through it). Applications use
+// mmapwal; this API changes with mmapwal's needs.
 package platform
 
 import (
@@ -140,16 +144,6 @@ func RenameMapped(f *os.File, m []byte, to string) (*os.File, []byte, error) {
 	return nf, nm, nil
 }
 
-// renameInPlace is RenameMapped where a mapped file may be renamed.
-func renameInPlace(f *os.File, m []byte, to string) (*os.File, []byte, error) {
-	if err := os.Rename(f.Name(), to); err != nil {
-		Unmap(m)
-		f.Close()
-		return nil, nil, err
-	}
-	return f, m, nil
-}
-
 // SyncFile makes the written contents of f durable (fdatasync where it exists).
 func SyncFile(f *os.File) error {
 	if err := impl.syncFile(f); err != nil {
@@ -191,17 +185,6 @@ func PrefaultRead(m []byte) error {
 // Lock is an exclusive lock on a file (and, from LockDir on Unix, on a
 // directory), held until Unlock.
 type Lock struct{ files []*os.File }
-
-// LockFile takes an exclusive, non-blocking lock on path (created 0600 if
-// missing). A second LockFile of the same path, from this or another
-// process, fails with ErrLockHeld until Unlock.
-func LockFile(path string) (*Lock, error) {
-	f, err := lockFile(path, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	return &Lock{files: []*os.File{f}}, nil
-}
 
 // LockDir takes the exclusive lock of a WAL directory: a second LockDir of
 // the same directory, from this or another process, fails with ErrLockHeld

@@ -39,12 +39,12 @@ func TestPreallocateMapSyncUnmap(t *testing.T) {
 
 func TestLockIsExclusiveUntilUnlock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "LOCK")
-	l, err := LockFile(path)
+	l, err := lockPath(path)
 	require.NoError(t, err)
-	_, err = LockFile(path)
+	_, err = lockPath(path)
 	require.ErrorIs(t, err, ErrLockHeld)
 	require.NoError(t, l.Unlock())
-	l2, err := LockFile(path)
+	l2, err := lockPath(path)
 	require.NoError(t, err)
 	require.NoError(t, l2.Unlock())
 }
@@ -74,7 +74,7 @@ func TestLockDirIsExclusiveUntilUnlock(t *testing.T) {
 	require.NoError(t, err)
 	_, err = LockDir(dir, "LOCK", 0o600)
 	require.ErrorIs(t, err, ErrLockHeld)
-	_, err = LockFile(filepath.Join(dir, "LOCK"))
+	_, err = lockPath(filepath.Join(dir, "LOCK"))
 	require.ErrorIs(t, err, ErrLockHeld, "tools locking only the file are excluded too")
 	require.NoError(t, l.Unlock())
 	l2, err := LockDir(dir, "LOCK", 0o600)
@@ -82,7 +82,7 @@ func TestLockDirIsExclusiveUntilUnlock(t *testing.T) {
 	require.NoError(t, l2.Unlock())
 }
 
-func TestLockDirSurvivesDeletingTheLockFile(t *testing.T) {
+func TestLockDirSurvivesDeletingThelockPath(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("on Windows the held lock file cannot be deleted")
 	}
@@ -110,4 +110,14 @@ func TestReadFileAt(t *testing.T) {
 	assert.Equal(t, "89", string(b[:n]))
 	_, err = ReadFileAt(path+"x", b, 0)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// lockPath locks only the file at path, as a tool that knows nothing of
+// directory locks would.
+func lockPath(path string) (*Lock, error) {
+	f, err := lockFile(path, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{files: []*os.File{f}}, nil
 }

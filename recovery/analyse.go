@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/scan"
 	"github.com/mmapwal/wal/platform"
 )
 
@@ -91,7 +93,7 @@ type segFacts struct {
 	// Segments up to stop.
 	start      int64 // where the scan started (the trusted checkpoint's end, or the header's)
 	trusted    uint64
-	scan       ScanResult
+	scan       scan.Result
 	truncating bool  // the checkpoint records an interrupted TruncateBack: no scan
 	closed     bool  // checkpoint marked closed, last segment, nothing after it
 	tailEnd    int64 // just after the last non-zero byte at or after scan.End, where a rule needs it
@@ -237,7 +239,7 @@ func listDir(fsys fileSystem, d dirHandle, dir string) (*dirFacts, []segName, er
 			}
 		}
 	}
-	slices.SortFunc(segs, func(a, b segName) int { return cmpU64(a.seq, b.seq) })
+	slices.SortFunc(segs, func(a, b segName) int { return cmp.Compare(a.seq, b.seq) })
 	slices.Sort(f.temps)
 	for len(segs) > 1 && f.metaFirst != 0 && segs[1].seq <= f.metaFirst {
 		f.beforeMeta = append(f.beforeMeta, segs[0])
@@ -351,21 +353,21 @@ func analyseSegment(d dirHandle, sn segName, last bool, next uint64, o Options, 
 		if s.ck.state == indexValid && last && s.ck.flags&format.IndexTruncating != 0 {
 			// TruncateBack had durably decided the end.
 			s.truncating = true
-			s.scan = ScanResult{End: s.ck.end, Next: s.seq + s.ck.count, Stop: StopZero, StopAt: s.ck.end}
+			s.scan = scan.Result{End: s.ck.end, Next: s.seq + s.ck.count, Stop: scan.StopZero, StopAt: s.ck.end}
 		} else {
 			if rest := data[s.start:]; len(rest) > 1<<20 && !isZeroPage(rest) {
 				_ = platform.PrefaultRead(rest) // one call instead of a fault per page
 			}
-			s.scan = Scan(data, seed, s.start, s.seq+s.trusted, format.MaxRecordLength, o.Offsets)
+			s.scan = scan.Scan(data, seed, s.start, s.seq+s.trusted, format.MaxRecordLength, o.offsets)
 			s.closed = s.ck.state == indexValid && last && !o.Full && s.ck.flags&format.IndexClosed != 0 &&
-				s.scan.Stop == StopZero && s.scan.End == s.ck.end
+				s.scan.Stop == scan.StopZero && s.scan.End == s.ck.end
 		}
 		s.tailEnd = s.scan.End
 		if strict || (last && !s.closed) || !chainContinues(&s, next, last) {
 			s.tailEnd = lastNonZero(data, s.scan.End)
 		}
 		if !s.truncating && !continues(&s, next, last, strict) {
-			s.proofOff, s.afterValid = FindProof(data, seed, searchFrom(s.scan), s.scan.Next, format.MaxRecordLength)
+			s.proofOff, s.afterValid = scan.FindProof(data, seed, searchFrom(s.scan), s.scan.Next, format.MaxRecordLength)
 		}
 	})
 	return s, err
@@ -386,7 +388,7 @@ func endAtCheckpoint(s *segFacts, sf *segmentFile, last bool, next uint64, o Opt
 		return false, nil
 	}
 	end := s.ck.end
-	r := ScanResult{End: end, Next: s.seq + s.ck.count, Stop: StopEnd, StopAt: end}
+	r := scan.Result{End: end, Next: s.seq + s.ck.count, Stop: scan.StopEnd, StopAt: end}
 	if !last && r.Next == next {
 		// The checkpoint reaches the next segment's first seq: the chain
 		// is proven without looking past the end. Whatever follows it
@@ -394,7 +396,7 @@ func endAtCheckpoint(s *segFacts, sf *segmentFile, last bool, next uint64, o Opt
 		// reader looks for here, so the frame header there is not read:
 		// one system call less per segment. A full scan (Options.Full,
 		// Repair) still judges those bytes.
-		r.Stop = StopZero
+		r.Stop = scan.StopZero
 	} else if end+format.FrameHeaderSize <= s.size {
 		var fh [format.FrameHeaderSize]byte
 		if err := sf.readAt(fh[:], end); err != nil {
@@ -403,11 +405,11 @@ func endAtCheckpoint(s *segFacts, sf *segmentFile, last bool, next uint64, o Opt
 		if fh != ([format.FrameHeaderSize]byte{}) {
 			return false, nil // a frame after the checkpoint, or damage: scan
 		}
-		r.Stop = StopZero
+		r.Stop = scan.StopZero
 	}
 	f := *s
 	f.scan, f.tailEnd = r, r.End
-	f.closed = last && r.Stop == StopZero
+	f.closed = last && r.Stop == scan.StopZero
 	if (last && !f.closed) || !chainContinues(&f, next, last) || !continues(&f, next, last, false) {
 		return false, nil // the tail must be checked for stale bytes, or proof searched
 	}
@@ -418,7 +420,7 @@ func endAtCheckpoint(s *segFacts, sf *segmentFile, last bool, next uint64, o Opt
 // searchFrom is where the search for proof after a stop starts: after the
 // frame that stopped the scan, or at an unfinished batch's first frame (its
 // own frames count as dropped).
-func searchFrom(r ScanResult) int64 {
+func searchFrom(r scan.Result) int64 {
 	if r.Dropped > 0 {
 		return r.End
 	}
@@ -466,7 +468,7 @@ func evidence(d dirHandle, s *segFacts, sf *segmentFile) error {
 	return sf.read(func(data []byte) {
 		s.hintOff, s.hint = highestHint(data, seed, s.seq)
 		if s.header == headerOK {
-			s.chain = Scan(data, seed, format.SegmentHeaderSize, s.seq, format.MaxRecordLength, false).Next - s.seq
+			s.chain = scan.Scan(data, seed, format.SegmentHeaderSize, s.seq, format.MaxRecordLength, false).Next - s.seq
 		}
 	})
 }

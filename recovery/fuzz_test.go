@@ -80,7 +80,7 @@ func FuzzRecover(f *testing.F) {
 			}
 		}
 		want := validPayloads(segData)
-		if _, err := recovery.Recover(dir, &recovery.Options{MaxRecordSize: fuzzMaxRecord, ReadOnly: true}); err != nil && !errors.Is(err, format.ErrCorrupt) {
+		if _, err := recovery.Recover(dir, &recovery.Options{ReadOnly: true}); err != nil && !errors.Is(err, format.ErrCorrupt) {
 			t.Logf("Recover: %v", err)
 		}
 		w, err := mmapwal.Open(dir, &mmapwal.Options{MaxRecordSize: fuzzMaxRecord, SegmentSize: mmapwal.MinSegmentSize})

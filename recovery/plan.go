@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/scan"
 )
 
 // The plan: what recovery will do, as a pure function of the facts. Each
@@ -90,7 +91,7 @@ func ruleHeader(s *segFacts) error {
 func ruleSegment(s *segFacts, o Options) Segment {
 	seg := Segment{Path: s.path, IndexPath: s.indexPath, FirstSeq: s.seq, ID: s.id, Size: s.size,
 		Count: s.scan.Next - s.seq, End: s.scan.End, Trusted: s.trusted, TrustedEnd: s.start,
-		IndexOK: s.ck.state == indexValid, Closed: s.closed, Offsets: s.scan.Offsets,
+		IndexOK: s.ck.state == indexValid, Closed: s.closed, offsets: s.scan.Offsets,
 		ScannedBytes: max(s.scan.StopAt-s.start, 0)}
 	if o.Full {
 		seg.Trusted, seg.TrustedEnd = 0, format.SegmentHeaderSize
@@ -102,7 +103,7 @@ func ruleSegment(s *segFacts, o Options) Segment {
 // starts (for the last segment: it ends cleanly).
 func chainContinues(s *segFacts, next uint64, last bool) bool {
 	r := s.scan
-	return (r.Stop == StopZero || r.Stop == StopEnd) && r.Dropped == 0 && (last || r.Next == next)
+	return (r.Stop == scan.StopZero || r.Stop == scan.StopEnd) && r.Dropped == 0 && (last || r.Next == next)
 }
 
 // continues says whether the log goes on past s as it should (rule 3). The
@@ -148,9 +149,9 @@ func describeStop(f *dirFacts, i int) string {
 	switch {
 	case r.Dropped > 0:
 		return fmt.Sprintf("unfinished batch at offset %d", r.End)
-	case r.Stop == StopBadFrame:
+	case r.Stop == scan.StopBadFrame:
 		return fmt.Sprintf("%s (%s)", r.Stop, r.Frame)
-	case r.Stop != StopZero && r.Stop != StopEnd:
+	case r.Stop != scan.StopZero && r.Stop != scan.StopEnd:
 		return r.Stop.String()
 	case i+1 < len(f.segs) && r.Next < f.segs[i+1].seq:
 		return fmt.Sprintf("records %d..%d are missing (the next segment, %s, starts at %d)",

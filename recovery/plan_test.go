@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/scan"
 )
 
 // seg makes the facts of a segment [first, first+count) whose valid data
@@ -20,7 +21,7 @@ func seg(first, count uint64) segFacts {
 	return segFacts{path: fmt.Sprintf("/d/%s", format.SegmentName(first)),
 		indexPath: fmt.Sprintf("/d/%s", format.IndexName(first)), seq: first, size: segSize, id: first,
 		start: format.SegmentHeaderSize, proofOff: -1, hintOff: -1, chain: count,
-		scan: ScanResult{End: end, Next: first + count, Stop: StopZero, StopAt: end}, tailEnd: end}
+		scan: scan.Result{End: end, Next: first + count, Stop: scan.StopZero, StopAt: end}, tailEnd: end}
 }
 
 func with(s segFacts, fn func(*segFacts)) segFacts { fn(&s); return s }
@@ -44,7 +45,7 @@ func facts(segs ...segFacts) *dirFacts {
 }
 
 var (
-	torn    = func(s *segFacts) { s.tailEnd = s.scan.End + 100; s.scan.Stop = StopBadFrame }
+	torn    = func(s *segFacts) { s.tailEnd = s.scan.End + 100; s.scan.Stop = scan.StopBadFrame }
 	validCk = func(count uint64) func(*segFacts) {
 		return func(s *segFacts) { s.ck = ckptFacts{state: indexValid, count: count} }
 	}
@@ -77,7 +78,7 @@ func TestContinues(t *testing.T) {
 		{"middle segment ending where the next starts", seg(1, 5), 6, false, false, true},
 		{"middle segment ending before the next starts (gap)", seg(1, 5), 9, false, false, false},
 		{"middle segment running past the next's start", seg(1, 5), 4, false, false, false},
-		{"middle segment ending at a bad frame", with(seg(1, 5), func(s *segFacts) { s.scan.Stop = StopBadFrame }), 6, false, false, false},
+		{"middle segment ending at a bad frame", with(seg(1, 5), func(s *segFacts) { s.scan.Stop = scan.StopBadFrame }), 6, false, false, false},
 		{"unfinished batch", with(seg(1, 5), func(s *segFacts) { s.scan.Dropped = 2 }), 6, false, false, false},
 		{"last segment, zeros after the end", seg(1, 5), 0, true, false, true},
 		{"last segment, bytes after the end", with(seg(1, 5), torn), 0, true, false, false},

@@ -1,19 +1,20 @@
 // Package recovery finds where a WAL directory's log really ends and brings
-// the directory to that state. It is used by mmapwal.Open, and works on a
-// closed directory for tools (Recover with ReadOnly, Repair).
+// the directory to that state. mmapwal.Open runs it on every open; tools use
+// it on a directory no WAL has open for writing: Recover (with
+// Options.ReadOnly to only report what it would do) and Repair (to get a log
+// with real damage open again, keeping a copy of what it cuts).
 //
-// Recovery runs in three steps. The analysis (analyse.go) reads every fact
-// the rules need, per segment, and changes nothing; any error while looking
-// (a file that cannot be opened, read or mapped, a fault on a mapping)
-// aborts it, and with it Recover, Repair and mmapwal.Open, with the error
-// naming the file: a failure to look is never taken for "no data here" or
-// "no proof". The plan (plan.go) is a pure function of those facts, one
-// function per rule below. The apply step (apply.go) is the only code that
-// writes, in this order: copy aside and sync the copy, sync the directory
-// (Repair only), zero the torn tail and sync it, delete or move files
-// aside, newest first, sync the directory. A crash at any point leaves a
-// state these same rules recover. Recover with Options.ReadOnly returns the
-// plan as its Report and writes nothing.
+// Recovery runs in three steps. First it reads every fact the rules below
+// need, per segment, and changes nothing; any error while looking (a file
+// that cannot be opened, read or mapped, a fault on a mapping) aborts it,
+// and with it Recover, Repair and mmapwal.Open, with the error naming the
+// file: a failure to look is never taken for "no data here" or "no proof".
+// Then it plans, from those facts alone, what the rules require. Only the
+// last step writes, in this order: copy aside and sync the copy, sync the
+// directory (Repair only), zero the torn tail and sync it, delete or move
+// files aside, newest first, sync the directory. A crash at any point leaves
+// a state these same rules recover. Recover with Options.ReadOnly returns
+// the plan as its Report and writes nothing.
 //
 // The rules, applied in order:
 //
@@ -57,32 +58,22 @@ package recovery
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
-	"math"
 
 	"github.com/mmapwal/wal/format"
+	"github.com/mmapwal/wal/internal/recoveryhook"
+	"github.com/mmapwal/wal/internal/silent"
 )
-
-// DefaultMaxRecordSize matches mmapwal's default.
-//
-// Deprecated: recovery bounds frames by format.MaxRecordLength; this
-// constant is unused.
-const DefaultMaxRecordSize = 16 << 20
 
 // Options tune recovery. The zero value is usable.
 type Options struct {
-	// MaxRecordSize is ignored.
-	//
-	// Deprecated: MaxRecordSize limits what a writer accepts. Records
-	// already on disk are valid whatever the limit at reopen: recovery
-	// bounds a frame's length by the format (format.MaxRecordLength) and
-	// by its segment.
-	MaxRecordSize int
-	Logger        *slog.Logger // nil: silent
-	Full          bool         // ignore index checkpoints: scan and verify every record
-	ReadOnly      bool         // only analyse and plan; change nothing on disk
-	Offsets       bool         // fill Segment.Offsets for scanned records
+	// A frame's length is bounded by the format (format.MaxRecordLength)
+	// and by its segment, never by a writer's configured limit: records
+	// already on disk stay valid when that limit is lowered.
+
+	Logger   *slog.Logger // nil: silent
+	Full     bool         // ignore index checkpoints: scan and verify every record
+	ReadOnly bool         // only analyse and plan; change nothing on disk
 	// LogID is the identity of the log (mmapwal keeps it in wal.id; see
 	// format.SegmentHeader.LogID). When non-zero, a segment whose header
 	// carries a different non-zero log ID is a file of another log: Recover
@@ -94,38 +85,46 @@ type Options struct {
 	// file is refused before recovery could judge it a torn tail.
 	LogID uint64
 
-	fs fileSystem // nil: the OS; tests inject failures here
+	fs      fileSystem // nil: the OS; tests inject failures here
+	offsets bool       // fill Segment.offsets for scanned records (mmapwal, through internal/recoveryhook)
+}
+
+func init() {
+	recoveryhook.Install(
+		func(o *Options) { o.offsets = true },
+		func(s *Segment) []int64 { return s.offsets })
 }
 
 // Segment is one segment as recovered.
 type Segment struct {
-	Path      string
-	IndexPath string
-	FirstSeq  uint64
-	ID        uint64
-	Size      int64
+	Path      string // the segment file
+	IndexPath string // its index file (which may be missing or invalid: see IndexOK)
+	FirstSeq  uint64 // seq of its first record (from its name and header)
+	ID        uint64 // segment ID from its header (format.SegmentHeader)
+	Size      int64  // file size
 	Count     uint64 // complete records
 	End       int64  // offset after the last complete record
 	// Trusted records were covered by a valid index checkpoint; their index
-	// entries are in the index file. Offsets holds the offsets of records
-	// Trusted..Count-1, found by scanning (with Options.Offsets).
+	// entries are in the index file. Records Trusted..Count-1 were found by
+	// scanning the segment.
 	Trusted    uint64
 	TrustedEnd int64 // offset just after record Trusted-1 (the header's end if none)
-	IndexOK    bool
+	IndexOK    bool  // the index file exists and its header and checkpoint are valid
 	// Closed: the segment was last at a clean Close (its checkpoint says so
 	// and nothing follows it). The next writer must clear that durably
 	// before appending (see format.IndexClosed).
 	Closed       bool
-	Offsets      []int64
 	ScannedBytes int64
+
+	offsets []int64 // offsets of records Trusted..Count-1 (only for mmapwal)
 }
 
 // Report is what recovery found and did. With Options.ReadOnly it is the
 // plan: TempRemoved, FilesRemoved, BytesZeroed and the Torn fields say what
 // Recover would remove, zero and cut, and nothing was.
 type Report struct {
-	Dir      string
-	Segments []Segment
+	Dir      string    // the directory recovered
+	Segments []Segment // the log's segments after recovery, in seq order
 	// MetaFirst is the logical first seq from wal.meta (0 if none).
 	MetaFirst uint64
 	// NextSeq is the seq the next append gets (0 if the directory holds no
@@ -135,15 +134,15 @@ type Report struct {
 	// set, else the log ID the segments carry (0 if none carries one).
 	LogID uint64
 
-	TempRemoved    []string
+	TempRemoved    []string // temporary files removed (rule 1)
 	FilesRemoved   []string // segments and indexes removed (torn tail, truncated front)
 	TornFile       string   // segment whose tail was cut ("" if none)
-	TornOffset     int64
-	TornSeq        uint64
-	BytesZeroed    int64
-	RecordsDropped int // valid frames discarded after the torn point
-	IndexesInvalid int // index files that were missing or failed their checks
-	ScannedBytes   int64
+	TornOffset     int64    // offset in TornFile where the log now ends
+	TornSeq        uint64   // first seq no longer in the log (valid when TornFile is set)
+	BytesZeroed    int64    // bytes zeroed after TornOffset
+	RecordsDropped int      // valid frames discarded after the torn point
+	IndexesInvalid int      // index files that were missing or failed their checks
+	ScannedBytes   int64    // segment bytes whose frames were verified (not covered by a checkpoint)
 }
 
 // Recover brings dir to the state of its valid log (see the package rules)
@@ -151,6 +150,10 @@ type Report struct {
 // An error wrapping format.ErrCorrupt (a *format.CorruptError) means damage
 // that cannot be a torn tail; any other error means recovery could not look
 // at a file. In both cases nothing was changed.
+//
+// Recover takes no lock: without Options.ReadOnly it must not run while a
+// WAL has dir open (mmapwal.Open calls it holding the directory lock; tools
+// should use Repair, which takes it, or open the log with mmapwal).
 func Recover(dir string, opts *Options) (*Report, error) {
 	o := opts.withDefaults()
 	facts, err := analyse(o.fs, dir, o, false)
@@ -187,16 +190,6 @@ func indexPath(segPath string) string {
 	return segPath[:len(segPath)-len(format.SegmentExt)] + format.IndexExt
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // withDefaults returns a copy of o (nil: the zero value) with defaults
 // filled in: Recover and Repair share it.
 func (o *Options) withDefaults() Options {
@@ -205,13 +198,10 @@ func (o *Options) withDefaults() Options {
 		r = *o
 	}
 	if r.Logger == nil {
-		r.Logger = silentLogger
+		r.Logger = silent.Logger
 	}
 	if r.fs == nil {
 		r.fs = osFS{}
 	}
 	return r
 }
-
-// silentLogger drops everything: no level is enabled.
-var silentLogger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.Level(math.MaxInt32)}))

@@ -67,7 +67,7 @@ func Repair(dir string, opts *Options) (*RepairReport, error) {
 	// the data of any segment count as damage. A bad meta file, and
 	// segments wholly before the logical first seq, are Recover's to report
 	// and remove.
-	o.Full, o.Offsets = true, false
+	o.Full, o.offsets = true, false
 	facts, err := analyse(o.fs, dir, o, true)
 	if err != nil {
 		return nil, err

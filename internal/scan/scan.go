@@ -1,8 +1,10 @@
-package recovery
+// Package scan walks the frames of a segment: the frame scanner and proof
+// search shared by package recovery (which decides where a log ends) and
+// package mmapwal (which rebuilds offset indexes). It is not part of the
+// module's public API.
+package scan
 
 import (
-	"bytes"
-
 	"github.com/mmapwal/wal/format"
 )
 
@@ -25,26 +27,30 @@ var stopText = [...]string{
 	StopBadBatch: "batch markers out of order",
 }
 
-func (s Stop) String() string { return stopText[s] }
+func (s Stop) String() string {
+	if s < 0 || int(s) >= len(stopText) {
+		return "unknown stop"
+	}
+	return stopText[s]
+}
 
-// ScanResult describes the valid run of frames a scan found.
-type ScanResult struct {
-	End      int64  // offset just after the last complete record (or batch)
-	Next     uint64 // seq the next record would have
-	Stop     Stop
-	StopAt   int64              // offset of the frame that stopped the scan
-	Frame    format.FrameStatus // for StopBadFrame: what failed
-	Dropped  int                // complete frames of an unfinished batch that were discarded
-	Offsets  []int64            // offsets of the complete records, in seq order (if requested)
-	MaxDurbl uint64             // highest durable-seq hint seen in accepted frames
+// Result describes the valid run of frames a scan found.
+type Result struct {
+	End     int64  // offset just after the last complete record (or batch)
+	Next    uint64 // seq the next record would have
+	Stop    Stop
+	StopAt  int64              // offset of the frame that stopped the scan
+	Frame   format.FrameStatus // for StopBadFrame: what failed
+	Dropped int                // complete frames of an unfinished batch that were discarded
+	Offsets []int64            // offsets of the complete records, in seq order (if requested)
 }
 
 // Scan walks the frames of one segment's bytes from offset off, expecting
 // seq. It accepts a frame only if its header, size bound, checksum and seq
 // are right and batch markers are in order; a batch counts only once its last
 // frame is seen. With offsets set, Offsets lists every complete record.
-func Scan(data []byte, seed uint32, off int64, seq uint64, maxLen uint64, offsets bool) ScanResult {
-	r := ScanResult{End: off, Next: seq}
+func Scan(data []byte, seed uint32, off int64, seq uint64, maxLen uint64, offsets bool) Result {
+	r := Result{End: off, Next: seq}
 	var pending []int64 // offsets of the open batch's frames
 	inBatch := false
 	batchStart, batchSeq := off, seq
@@ -53,7 +59,7 @@ func Scan(data []byte, seed uint32, off int64, seq uint64, maxLen uint64, offset
 			r.Stop, r.StopAt = StopEnd, off
 			break
 		}
-		h, payload, st := format.DecodeFrame(data, off, seed, maxLen)
+		h, _, st := format.DecodeFrame(data, off, seed, maxLen)
 		if st == format.FrameZero {
 			r.Stop, r.StopAt = StopZero, off
 			break
@@ -62,7 +68,6 @@ func Scan(data []byte, seed uint32, off int64, seq uint64, maxLen uint64, offset
 			r.Stop, r.StopAt, r.Frame = StopBadFrame, off, st
 			break
 		}
-		_ = payload
 		if h.Seq != seq {
 			r.Stop, r.StopAt = StopBadSeq, off
 			break
@@ -81,9 +86,6 @@ func Scan(data []byte, seed uint32, off int64, seq uint64, maxLen uint64, offset
 		if !ok {
 			r.Stop, r.StopAt = StopBadBatch, off
 			break
-		}
-		if h.Durable > r.MaxDurbl {
-			r.MaxDurbl = h.Durable
 		}
 		next := off + format.FrameSize(int(h.Length))
 		if inBatch {
@@ -135,25 +137,4 @@ func FindProof(data []byte, seed uint32, from int64, seq uint64, maxLen uint64) 
 		off += format.FrameSize(int(h.Length)) - format.FrameAlign
 	}
 	return proof, valid
-}
-
-var zeroChunk [64 << 10]byte
-
-// lastNonZero returns the offset just after the last non-zero byte of data
-// at or after from (from itself if there is none). It compares 64 KiB at a
-// time (memequal is vectorised): a 64 MiB tail takes a few milliseconds.
-func lastNonZero(data []byte, from int64) int64 {
-	end := int64(len(data))
-	for end > from {
-		start := max(from, end-int64(len(zeroChunk)))
-		if !bytes.Equal(data[start:end], zeroChunk[:end-start]) {
-			for i := end; i > start; i-- {
-				if data[i-1] != 0 {
-					return i
-				}
-			}
-		}
-		end = start
-	}
-	return from
 }
