@@ -494,10 +494,14 @@ func plEpisode(t *testing.T, seed int64, episode uint32, budget int, policy Sync
 					}
 				}
 				report(e)
-				trunc.RUnlock()
+				// The unit is listed before trunc is released: listed after,
+				// a truncation in between could cut it and leave a stale unit
+				// whose bounds fall inside a batch written later at the same
+				// seqs; truncating there would itself split that batch.
 				units.Lock()
 				units.u = append(units.u, [2]uint64{e.Seq, e.Seq + max(e.N, 1) - 1})
 				units.Unlock()
+				trunc.RUnlock()
 			}
 		}(wr)
 	}
