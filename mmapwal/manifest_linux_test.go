@@ -215,3 +215,31 @@ func TestManifestKilledBeforeClosedCheckpoint(t *testing.T) {
 	m.check(t, w)
 	require.NoError(t, w.Close())
 }
+
+// Above prefetchMin segments the stamps are checked in parallel: a change
+// in any part of the log is still seen.
+func TestManifestManySegments(t *testing.T) {
+	o := smallOpts(SyncNone)
+	dir := t.TempDir()
+	m := newModel(1)
+	w := mustOpen(t, dir, o)
+	m.fill(t, w, 700, 30000) // two records a segment
+	require.NoError(t, w.Close())
+	seqs := segNames(t, dir)
+	require.Greater(t, len(seqs), 300)
+
+	w = mustOpen(t, dir, o)
+	assert.True(t, w.Stats().Recovery.Manifest)
+	require.NoError(t, w.Close())
+	for _, i := range []int{0, len(seqs) / 2, len(seqs) - 2} {
+		p := filepath.Join(dir, format.IndexName(seqs[i]))
+		require.NoError(t, os.Chmod(p, 0o644))
+		w = mustOpen(t, dir, o)
+		assert.False(t, w.Stats().Recovery.Manifest, "index of segment %d of %d touched", i, len(seqs))
+		require.NoError(t, w.Close())
+	}
+	w = mustOpen(t, dir, o)
+	assert.True(t, w.Stats().Recovery.Manifest)
+	m.check(t, w)
+	require.NoError(t, w.Close())
+}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/mmapwal/wal/format"
 )
@@ -44,11 +47,10 @@ func analyseManifest(fsys fileSystem, d dirHandle, dir string, f *dirFacts, segs
 		return false, nil //nolint:nilerr // a damaged or stale manifest is no manifest
 	}
 	n := len(segs)
-	facts := make([]segFacts, 0, n)
+	facts := make([]segFacts, n-1, n)
 	for i, sn := range segs {
 		ms := &m.Segments[i]
-		idxName := format.IndexName(sn.seq)
-		if ms.FirstSeq != sn.seq || !f.names[idxName] || ms.Size != ms.Seg.Size ||
+		if ms.FirstSeq != sn.seq || !f.names[indexName(sn.name)] || ms.Size != ms.Seg.Size ||
 			ms.End < format.SegmentHeaderSize || ms.End > ms.Size || ms.End%format.FrameAlign != 0 ||
 			(ms.Count == 0) != (ms.End == format.SegmentHeaderSize) {
 			return false, nil
@@ -59,13 +61,7 @@ func analyseManifest(fsys fileSystem, d dirHandle, dir string, f *dirFacts, segs
 		if ms.FirstSeq+ms.Count != segs[i+1].seq {
 			return false, nil // not continuous: the full analysis judges it
 		}
-		if s, ok := st.stamp(sn.name); !ok || s != ms.Seg {
-			return false, nil
-		}
-		if s, ok := st.stamp(idxName); !ok || s != ms.Index {
-			return false, nil
-		}
-		facts = append(facts, segFacts{
+		facts[i] = segFacts{
 			path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, size: ms.Size,
 			header: headerOK, id: ms.ID,
 			// logID 0: not read here. mmapwal checks every segment's header
@@ -75,7 +71,10 @@ func analyseManifest(fsys fileSystem, d dirHandle, dir string, f *dirFacts, segs
 			start: ms.End, trusted: ms.Count,
 			scan:    ScanResult{End: ms.End, Next: sn.seq + ms.Count, Stop: StopZero, StopAt: ms.End},
 			tailEnd: ms.End, proofOff: -1, hintOff: -1,
-		})
+		}
+	}
+	if !stampsMatch(st, segs[:n-1], m.Segments[:n-1]) {
+		return false, nil
 	}
 	// The last segment is analysed as always (its closed checkpoint is
 	// written after the manifest): it must be the closed end the manifest
@@ -93,6 +92,47 @@ func analyseManifest(fsys fileSystem, d dirHandle, dir string, f *dirFacts, segs
 	f.stop = n
 	f.manifest = true
 	return true, nil
+}
+
+// stampsMatch reports whether every segment file and index file of segs
+// has the stamp ms records. Two fstatat calls per segment are most of a
+// trusted manifest's cost (~1 µs each): above prefetchMin segments they
+// are spread over the processors, as prefetch spreads the full analysis.
+func stampsMatch(st stamper, segs []segName, ms []format.ManifestSegment) bool {
+	check := func(from, to int) bool {
+		for i := from; i < to; i++ {
+			if s, ok := st.stamp(segs[i].name); !ok || s != ms[i].Seg {
+				return false
+			}
+			if s, ok := st.stamp(indexName(segs[i].name)); !ok || s != ms[i].Index {
+				return false
+			}
+		}
+		return true
+	}
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(segs) < prefetchMin || workers < 2 {
+		return check(0, len(segs))
+	}
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	chunk := (len(segs) + workers - 1) / workers
+	for from := 0; from < len(segs); from += chunk {
+		wg.Add(1)
+		go func(from, to int) {
+			defer wg.Done()
+			if !check(from, to) {
+				failed.Store(true)
+			}
+		}(from, min(from+chunk, len(segs)))
+	}
+	wg.Wait()
+	return !failed.Load()
+}
+
+// indexName is the name of the index of the segment named segName.
+func indexName(segName string) string {
+	return segName[:len(segName)-len(format.SegmentExt)] + format.IndexExt
 }
 
 // dropManifest removes wal.clean before Recover changes anything, and
