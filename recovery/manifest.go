@@ -2,8 +2,8 @@ package recovery
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -138,19 +138,25 @@ func indexName(segName string) string {
 // dropManifest removes wal.clean before Recover changes anything, and
 // syncs the directory: from then on the log may change (appends clear the
 // closed checkpoint, truncations rewrite or delete files), and a manifest
-// that describes an earlier state must not be found by a later Open. The
-// checks above would refuse it anyway (the stamps or the last checkpoint
-// no longer match), but a removed manifest needs no such argument.
-func dropManifest(fsys fileSystem, dir string, f *dirFacts) error {
+// that describes an earlier state should not be found by a later Open.
+// That is hygiene, not what makes the manifest safe: a stale one is refused
+// by analyseManifest's checks (the last segment's closed checkpoint, the
+// stamps, the directory's segments, wal.meta's first seq no longer match),
+// so a failure here (a read-only or immutable directory, where a clean log
+// opens today) is logged and Open goes on.
+func dropManifest(fsys fileSystem, dir string, f *dirFacts, log *slog.Logger) {
 	if !f.names[format.CleanName] {
-		return nil
+		return
 	}
 	p := filepath.Join(dir, format.CleanName)
-	if err := fsys.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("recover: remove %s: %w", p, err)
+	err := fsys.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
 	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fmt.Errorf("recover: %w", err)
+	if err == nil {
+		err = fsys.SyncDir(dir)
 	}
-	return nil
+	if err != nil {
+		log.Warn("recover: could not remove the clean-close manifest; it stays unused once the log changes", "file", p, "err", err)
+	}
 }

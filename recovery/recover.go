@@ -175,9 +175,7 @@ func Recover(dir string, opts *Options) (*Report, error) {
 	if o.ReadOnly {
 		return rep, nil
 	}
-	if err := dropManifest(o.fs, dir, facts); err != nil {
-		return nil, err
-	}
+	dropManifest(o.fs, dir, facts, o.Logger)
 	if err := applyRecover(o.fs, dir, p, o.Logger); err != nil {
 		return nil, err
 	}
