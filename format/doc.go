@@ -13,6 +13,7 @@
 //	00000000000000000001.idx   offset index of that segment (a cache)
 //	wal.meta                   logical first seq after TruncateFront (optional)
 //	wal.id                     the log's identity (absent in logs written before identities)
+//	wal.clean                  clean-close manifest (optional; see below)
 //	LOCK                       held with an exclusive lock while open (with the directory itself on Unix)
 //	*.tmp                      interrupted preparation or rename; removed on open
 //
@@ -95,4 +96,41 @@
 //	If wal.id is missing while segments carry a log ID (e.g. a backup that
 //	copied only *.seg and *.idx), the ID of the oldest such segment is
 //	adopted and wal.id is written again.
+//
+// # Clean-close manifest (wal.clean, 36 + 104 per segment bytes)
+//
+//	0       8       12      16              24              32
+//	+-------+-------+-------+---------------+---------------+
+//	| magic |version| count |    log ID     | meta first seq|
+//	+-------+-------+-------+---------------+---------------+
+//	then count entries of 104 bytes each, in seq order, then the CRC32C
+//	(4 bytes) of everything before it. An entry (every field 8 bytes):
+//	0         8        16       24       32       40
+//	+---------+--------+--------+--------+--------+
+//	|first seq| seg ID |  size  | count  |  end   |
+//	+---------+--------+--------+--------+--------+
+//	40        48        56        64        72
+//	+---------+---------+---------+---------+
+//	| seg dev | seg ino |seg ctime|seg size |   segment file stamp
+//	+---------+---------+---------+---------+
+//	72        80        88        96        104
+//	+---------+---------+---------+---------+
+//	| idx dev | idx ino |idx ctime|idx size |   index file stamp
+//	+---------+---------+---------+---------+
+//	meta first seq is wal.meta's first seq at Close (0: no wal.meta);
+//	ctime is in nanoseconds since the epoch.
+//	magic "MMWALCLN". Close writes it (temporary file, sync, rename,
+//	directory sync) after its final sync and before the last index's
+//	closed checkpoint is synced. Each stamp is the (device, inode, ctime,
+//	size) of the file as fstat'ed after its last sync; the last segment's
+//	index stamp is zero: that index is checked by its content (a closed
+//	checkpoint with this count, end and segment ID). The next Open trusts
+//	it only if it decodes, its log ID and wal.meta's first seq match, the
+//	directory holds exactly its segments and indexes (nothing else of the
+//	log: no temporary file), every stamp matches, and the last segment's
+//	analysis finds the closed checkpoint it describes; then the earlier
+//	segments are taken as described without reading them (their headers
+//	are checked when mapped). Anything else: it is ignored, never an
+//	error. A read-write Open removes it (and syncs the directory) before
+//	changing anything, so it never describes a log that changed.
 package format

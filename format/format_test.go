@@ -57,6 +57,7 @@ func TestGoldenFilesPinTheFormat(t *testing.T) {
 		{"meta-v1.bin", EncodeMeta(42)},
 		{"segment-v1-logid.bin", goldenSegmentOf(goldenLogID)},
 		{"identity-v1.bin", EncodeIdentity(goldenLogID)},
+		{"clean-v1.bin", EncodeManifest(goldenManifest())},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			path := filepath.Join("..", "testdata", "golden", g.name)
@@ -106,6 +107,42 @@ func TestGoldenIdentityDecodes(t *testing.T) {
 	assert.Error(t, err, "a zero log ID means no identity and is never written")
 	_, err = DecodeIdentity(b[:16])
 	assert.Error(t, err)
+}
+
+func goldenManifest() *Manifest {
+	return &Manifest{LogID: goldenLogID, MetaFirst: 5, Segments: []ManifestSegment{
+		{FirstSeq: 1, ID: goldenSegID, Size: 65536, Count: 6, End: 4096,
+			Seg:   FileStamp{Dev: 0x801, Ino: 1001, Ctime: 1700000000123456789, Size: 65536},
+			Index: FileStamp{Dev: 0x801, Ino: 1002, Ctime: 1700000000223456789, Size: 8256}},
+		{FirstSeq: 7, ID: goldenSegID + 1, Size: 65536, Count: 5, End: 280,
+			Seg: FileStamp{Dev: 0x801, Ino: 1003, Ctime: 1700000000323456789, Size: 65536}},
+	}}
+}
+
+func TestGoldenManifestDecodes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "golden", "clean-v1.bin"))
+	require.NoError(t, err)
+	require.Len(t, b, 32+2*ManifestEntrySize+4)
+	m, err := DecodeManifest(b)
+	require.NoError(t, err)
+	assert.Equal(t, goldenManifest(), m)
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x20
+		_, err := DecodeManifest(c)
+		assert.Error(t, err, "manifest byte %d", i)
+	}
+	for _, n := range []int{0, 8, 35, 36, len(b) - 1} {
+		_, err := DecodeManifest(b[:n])
+		assert.Error(t, err, "%d bytes", n)
+	}
+	_, err = DecodeManifest(append(bytes.Clone(b), 0))
+	assert.Error(t, err)
+	empty, err := DecodeManifest(EncodeManifest(&Manifest{LogID: 1}))
+	require.NoError(t, err)
+	assert.Empty(t, empty.Segments)
+	assert.True(t, IsTemp(CleanName+TempExt))
+	assert.False(t, IsTemp(CleanName))
 }
 
 func checkGoldenFrames(t *testing.T, seg []byte, seed uint32) {

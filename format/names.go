@@ -16,6 +16,10 @@ const (
 	// durably, before the log's first segment is created.
 	IdentityName = "wal.id"
 	LockName     = "LOCK"
+	// CleanName is the clean-close manifest (see "Clean-close manifest" in
+	// the package documentation): written by Close, trusted by the next
+	// Open only when every file it describes is provably unchanged.
+	CleanName = "wal.clean"
 )
 
 // SegmentName is the file name of the segment whose first seq is seq.
@@ -46,5 +50,5 @@ func parseNumbered(name, ext string) (uint64, bool) {
 // behind (a prepared segment, an index or meta file being replaced).
 func IsTemp(name string) bool {
 	return strings.HasSuffix(name, SegmentExt+TempExt) || strings.HasSuffix(name, IndexExt+TempExt) ||
-		name == MetaName+TempExt || name == IdentityName+TempExt
+		name == MetaName+TempExt || name == IdentityName+TempExt || name == CleanName+TempExt
 }

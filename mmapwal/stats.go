@@ -97,6 +97,10 @@ type RecoveryStats struct {
 	TempFilesRemoved int   // leftovers of an interrupted rotation
 	FilesRemoved     int   // segment and index files removed (torn tail, interrupted truncation)
 	ScannedBytes     int64 // segment bytes scanned (0 after a clean close)
+	// Manifest: Open took the segments before the last from the clean-close
+	// manifest (wal.clean) written by the previous Close, without reading
+	// them (see format.CleanName).
+	Manifest bool
 }
 
 type counters struct {

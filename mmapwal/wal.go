@@ -188,7 +188,7 @@ func (w *WAL) load() error {
 	w.rec = RecoveryStats{
 		BytesTruncated: rep.BytesZeroed, RecordsDropped: rep.RecordsDropped, TornFile: rep.TornFile,
 		TornOffset: rep.TornOffset, TempFilesRemoved: len(rep.TempRemoved), FilesRemoved: len(rep.FilesRemoved),
-		ScannedBytes: rep.ScannedBytes,
+		ScannedBytes: rep.ScannedBytes, Manifest: rep.Manifest,
 	}
 	list := &segList{}
 	var scanned []*segment
@@ -418,6 +418,7 @@ func (w *WAL) Close() error {
 	w.lockFlush()
 	err := w.flushLocked(true)
 	if err == nil && w.active != nil {
+		w.writeCleanManifest() // before the closed checkpoint is synced: see there
 		if err = w.dur.syncIndex(w.active.idx); err != nil {
 			err = fmt.Errorf("mmapwal: sync %s: %w", w.active.idx.Path(), err)
 			w.fail(err)

@@ -795,7 +795,7 @@ func TestCloseLeavesOnlyLogFiles(t *testing.T) {
 			assert.Equal(t, format.IndexFileSize(format.IndexCapacity(MinSegmentSize)), fi.Size())
 			continue
 		}
-		assert.Contains(t, []string{format.LockName, format.IdentityName}, n, "no prepared or temporary file left behind")
+		assert.Contains(t, []string{format.LockName, format.IdentityName, format.CleanName}, n, "no prepared or temporary file left behind")
 	}
 	assert.Positive(t, segs)
 }

@@ -40,6 +40,9 @@ type dirFacts struct {
 	// rules 4 and 5 ask of them.
 	segs []segFacts
 	stop int
+	// manifest: the facts before the last segment came from wal.clean
+	// (manifest.go), not from reading the segments.
+	manifest bool
 }
 
 type segName struct {
@@ -121,6 +124,14 @@ func analyse(fsys fileSystem, dir string, o Options, strict bool) (f *dirFacts, 
 	f, segs, err := listDir(fsys, d, dir)
 	if err != nil {
 		return nil, err
+	}
+	if ok, err := analyseManifest(fsys, d, dir, f, segs, o, strict); err != nil {
+		return nil, err
+	} else if ok {
+		if f.logID, err = checkIdentity(d, f, o.LogID); err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
 	f.stop = len(segs)
 	f.segs = make([]segFacts, 0, len(segs))

@@ -143,6 +143,10 @@ type Report struct {
 	RecordsDropped int      // valid frames discarded after the torn point
 	IndexesInvalid int      // index files that were missing or failed their checks
 	ScannedBytes   int64    // segment bytes whose frames were verified (not covered by a checkpoint)
+	// Manifest: the segments before the last were taken from the
+	// clean-close manifest (wal.clean) without reading them; see
+	// format.CleanName.
+	Manifest bool
 }
 
 // Recover brings dir to the state of its valid log (see the package rules)
@@ -166,7 +170,7 @@ func Recover(dir string, opts *Options) (*Report, error) {
 	}
 	rep := &Report{Dir: dir, Segments: p.segs, MetaFirst: facts.metaFirst, NextSeq: p.nextSeq, LogID: facts.logID,
 		TempRemoved: p.temps, FilesRemoved: p.remove, RecordsDropped: p.dropped,
-		IndexesInvalid: p.invalid, ScannedBytes: p.scanned}
+		IndexesInvalid: p.invalid, ScannedBytes: p.scanned, Manifest: facts.manifest}
 	if c := p.cut; c != nil {
 		rep.TornFile, rep.TornOffset, rep.TornSeq = c.file, c.off, c.seq
 		rep.BytesZeroed = c.zeroTo - c.off
@@ -174,6 +178,7 @@ func Recover(dir string, opts *Options) (*Report, error) {
 	if o.ReadOnly {
 		return rep, nil
 	}
+	dropManifest(o.fs, dir, facts, o.Logger)
 	if err := applyRecover(o.fs, dir, p, o.Logger); err != nil {
 		return nil, err
 	}
