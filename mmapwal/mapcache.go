@@ -128,8 +128,10 @@ func (s *segment) indexPath() string {
 // lazySegment is a sealed, fully synced segment of the log, known from
 // recovery but not mapped: the first pin maps it.
 func (c *mapCache) lazySegment(path string, firstSeq, id, logID uint64, size int64) *segment {
-	s := &segment{firstSeq: firstSeq, id: id, logID: logID, seed: format.SegmentSeed(id), path: path, size: size,
-		prefault: newPrefaulter()}
+	// No prefaulter: it never gets a prefault loop (only a prepared segment
+	// or the active one at Open does), and two channels per segment would
+	// cost a 100,000-segment log megabytes for nothing.
+	s := &segment{firstSeq: firstSeq, id: id, logID: logID, seed: format.SegmentSeed(id), path: path, size: size}
 	s.refs.Store(1)
 	s.mc.pins.Store(-1)
 	s.mc.cache = c

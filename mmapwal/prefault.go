@@ -47,8 +47,13 @@ func newPrefaulter() *prefaulter {
 	return &prefaulter{kick: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
-// poke tells the loop the writer has reached off. It never blocks.
+// poke tells the loop the writer has reached off. It never blocks. A nil
+// prefaulter (a segment that never had a loop: one left unmapped at Open)
+// ignores it.
 func (p *prefaulter) poke(off int64) {
+	if p == nil {
+		return
+	}
 	p.mark.Store(off)
 	select {
 	case p.kick <- struct{}{}:
@@ -57,7 +62,11 @@ func (p *prefaulter) poke(off int64) {
 }
 
 // halt ends the loop (idempotent): the segment no longer takes appends.
-func (p *prefaulter) halt() { p.once.Do(func() { close(p.stop) }) }
+func (p *prefaulter) halt() {
+	if p != nil {
+		p.once.Do(func() { close(p.stop) })
+	}
+}
 
 // halted reports whether the loop must end: halt was called or quit closed.
 func (p *prefaulter) halted(quit <-chan struct{}) bool {

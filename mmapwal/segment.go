@@ -37,7 +37,7 @@ type segment struct {
 	idx      *index.Index
 	refs     atomic.Int64
 	retiring atomic.Bool // set before the list's reference is dropped: background work stops
-	prefault *prefaulter // its loop runs while the segment is prepared or active
+	prefault *prefaulter // its loop runs while the segment is prepared or active; nil if left unmapped at Open
 	mc       mapState    // data, idx and f are valid only under a pin (mapcache.go)
 
 	// Guarded by WAL.mu.
