@@ -65,32 +65,3 @@ func checkOwner(path string, h format.SegmentHeader, logID uint64) error {
 	return &CorruptError{File: path, Offset: 32, Seq: h.FirstSeq,
 		Reason: fmt.Sprintf("segment belongs to another log (log ID %016x, this log is %016x)", h.LogID, logID)}
 }
-
-// writeIdentity durably records the log ID: temporary file, sync, rename,
-// directory sync. It runs before the first segment carrying the ID exists.
-func (w *WAL) writeIdentity(logID uint64) error {
-	path := filepath.Join(w.dir, format.IdentityName)
-	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
-	if err != nil {
-		return fmt.Errorf("mmapwal: write %s: %w", path, err)
-	}
-	_, err = f.Write(format.EncodeIdentity(logID))
-	if err == nil {
-		err = w.dur.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = w.dur.syncDir(w.dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("mmapwal: write %s: %w", path, err)
-	}
-	return nil
-}

@@ -2,13 +2,11 @@ package mmapwal
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/mmapwal/wal/format"
-	"github.com/mmapwal/wal/platform"
 )
 
 // writeCleanManifest writes wal.clean (see format.CleanName) at the end of
@@ -30,7 +28,7 @@ func (w *WAL) writeCleanManifest() {
 	path := filepath.Join(w.dir, format.CleanName)
 	m, ok, err := w.cleanManifest()
 	if err == nil && ok {
-		err = w.writeManifestFile(path, format.EncodeManifest(m))
+		err = w.replaceFile(format.CleanName, format.EncodeManifest(m))
 	}
 	if err != nil {
 		w.log.Warn("mmapwal: clean-close manifest not written; the next Open reads every segment", "file", path, "err", err)
@@ -94,32 +92,4 @@ func (w *WAL) cleanManifest() (*format.Manifest, bool, error) {
 		}
 	}
 	return m, true, nil
-}
-
-// writeManifestFile writes b to path as writeIdentity does: temporary file,
-// sync, rename, directory sync.
-func (w *WAL) writeManifestFile(path string, b []byte) error {
-	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = w.dur.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = w.dur.syncDir(w.dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

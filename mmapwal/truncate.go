@@ -3,8 +3,6 @@ package mmapwal
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -382,34 +380,5 @@ func (w *WAL) enforceMaxSegments() error {
 	w.wakeFollowers() // a follower behind the new first seq must stop
 	w.unlistLocked(drop)
 	w.reapLater(drop, published)
-	return nil
-}
-
-// writeMeta durably records the logical first seq: temporary file, sync,
-// rename, directory sync.
-func (w *WAL) writeMeta(first uint64) error {
-	path := filepath.Join(w.dir, format.MetaName)
-	tmp := path + format.TempExt
-	f, err := platform.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, w.opts.FileMode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(format.EncodeMeta(first))
-	if err == nil {
-		err = w.dur.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = w.dur.syncDir(w.dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("mmapwal: write %s: %w", path, err)
-	}
 	return nil
 }
