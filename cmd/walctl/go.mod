@@ -3,7 +3,7 @@ module github.com/mmapwal/wal/cmd/walctl
 go 1.26.0
 
 require (
-	github.com/mmapwal/wal v0.0.0-20261201172706-8e4ee4dc6db0
+	github.com/mmapwal/wal v0.0.0-20261201172706-292ca9d981a5
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/term v0.48.0

@@ -2,7 +2,7 @@ module github.com/mmapwal/wal/contrib/prometheus
 
 go 1.26.0
 
-require github.com/mmapwal/wal v0.0.0-20261201172706-8e4ee4dc6db0
+require github.com/mmapwal/wal v0.0.0-20261201172706-292ca9d981a5
 
 require github.com/kylelemons/godebug v1.1.0 // indirect
 

@@ -3,8 +3,8 @@ module github.com/mmapwal/wal/examples/prometheus
 go 1.26.0
 
 require (
-	github.com/mmapwal/wal v0.0.0-20261201172706-8e4ee4dc6db0
-	github.com/mmapwal/wal/contrib/prometheus v0.0.0-20261201172706-8e4ee4dc6db0
+	github.com/mmapwal/wal v0.0.0-20261201172706-292ca9d981a5
+	github.com/mmapwal/wal/contrib/prometheus v0.0.0-20261201172706-292ca9d981a5
 	github.com/prometheus/client_golang v1.25.0
 )
 

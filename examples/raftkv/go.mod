@@ -10,7 +10,7 @@ replace (
 require (
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
-	github.com/mmapwal/wal/raftstore v0.0.0-20261201172706-8e4ee4dc6db0
+	github.com/mmapwal/wal/raftstore v0.0.0-20261201172706-292ca9d981a5
 )
 
 require (
@@ -22,6 +22,6 @@ require (
 	github.com/hashicorp/golang-lru v1.0.2 // indirect
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
-	github.com/mmapwal/wal v0.0.0-20261201172706-8e4ee4dc6db0 // indirect
+	github.com/mmapwal/wal v0.0.0-20261201172706-292ca9d981a5 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 )
