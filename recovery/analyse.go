@@ -196,14 +196,10 @@ func checkIdentity(d dirHandle, f *dirFacts, want uint64) (uint64, error) {
 		return &format.CorruptError{File: path, Offset: 32, Seq: seq, Reason: reason + ")"}
 	}
 	for _, sn := range f.beforeMeta {
-		s := segFacts{path: sn.path, seq: sn.seq}
-		sf, err := openSegmentFile(d, sn)
-		if err != nil {
-			return 0, err
-		}
-		err = readHeader(&s, sf)
-		if cerr := sf.close(); err == nil {
-			err = cerr
+		var s segFacts
+		sf, err := openFacts(d, sn, &s)
+		if err == nil {
+			closeInto(sf, &err)
 		}
 		if err != nil {
 			return 0, err
@@ -304,19 +300,13 @@ func prefetch(d dirHandle, segs []segName, o Options, strict bool, into []segFac
 // analyseClean is analyseSegment for a segment before the last, when
 // endAtCheckpoint settles it (done); it never maps the segment.
 func analyseClean(d dirHandle, sn segName, next uint64, o Options, s *segFacts) (done bool, err error) {
-	*s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(d, sn)
+	sf, err := openFacts(d, sn, s)
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		if cerr := sf.close(); err == nil {
-			err = cerr
-		}
-	}()
-	s.size = sf.size
-	if err := readHeader(s, sf); err != nil || s.header != headerOK {
-		return false, err
+	defer closeInto(sf, &err)
+	if s.header != headerOK {
+		return false, nil
 	}
 	if s.ck, err = readCheckpoint(d, s, sf, false); err != nil || s.ck.state != indexValid {
 		return false, err
@@ -328,20 +318,11 @@ func analyseClean(d dirHandle, sn segName, next uint64, o Options, s *segFacts) 
 // analyseSegment checks the header, takes the index checkpoint if it holds,
 // and scans the rest.
 func analyseSegment(d dirHandle, sn segName, last bool, next uint64, o Options, strict bool) (s segFacts, err error) {
-	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(d, sn)
+	sf, err := openFacts(d, sn, &s)
 	if err != nil {
 		return s, err
 	}
-	defer func() {
-		if cerr := sf.close(); err == nil {
-			err = cerr
-		}
-	}()
-	s.size = sf.size
-	if err := readHeader(&s, sf); err != nil {
-		return s, err
-	}
+	defer closeInto(sf, &err)
 	if s.header == headerZero {
 		// Evidence only: rule 2 asks whether anything proves a sync.
 		return s, evidence(d, &s, sf)
@@ -440,20 +421,11 @@ func searchFrom(r scan.Result) int64 {
 
 // analyseEvidence gathers what a segment after the end can prove.
 func analyseEvidence(d dirHandle, sn segName) (s segFacts, err error) {
-	s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
-	sf, err := openSegmentFile(d, sn)
+	sf, err := openFacts(d, sn, &s)
 	if err != nil {
 		return s, err
 	}
-	defer func() {
-		if cerr := sf.close(); err == nil {
-			err = cerr
-		}
-	}()
-	s.size = sf.size
-	if err := readHeader(&s, sf); err != nil {
-		return s, err
-	}
+	defer closeInto(sf, &err)
 	if s.header == headerShort {
 		return s, nil
 	}
@@ -505,6 +477,32 @@ func highestHint(data []byte, seed uint32, minSeq uint64) (int64, uint64) {
 }
 
 // readHeader reads and judges the segment header.
+// openFacts starts the facts of segment sn in *s: it opens the file and
+// reads its header. On success the caller owns sf and closes it with
+// closeInto; on an error sf is already closed.
+func openFacts(d dirHandle, sn segName, s *segFacts) (*segmentFile, error) {
+	*s = segFacts{path: sn.path, indexPath: indexPath(sn.path), seq: sn.seq, proofOff: -1, hintOff: -1}
+	sf, err := openSegmentFile(d, sn)
+	if err != nil {
+		return nil, err
+	}
+	s.size = sf.size
+	if err := readHeader(s, sf); err != nil {
+		sf.close()
+		return nil, err
+	}
+	return sf, nil
+}
+
+// closeInto closes sf and reports a close error through *err unless an
+// earlier error is already there: a file that could not be closed cleanly
+// is an error of the analysis like any other.
+func closeInto(sf *segmentFile, err *error) {
+	if cerr := sf.close(); *err == nil {
+		*err = cerr
+	}
+}
+
 func readHeader(s *segFacts, sf *segmentFile) error {
 	if sf.size < format.SegmentHeaderSize {
 		s.header = headerShort
