@@ -36,12 +36,12 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 	seg, off, seq, durable, err := w.reserveLocked(size, 1)
 	if err == nil {
 		w.inflight.Add(1) // under w.mu: TruncateBack sees it (settleAppendersLocked)
+		defer w.inflight.Add(-1)
 	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	defer w.inflight.Add(-1)
 	if err := w.write(seg, off, seq, durable, format.KindFull, data); err != nil {
 		return 0, err
 	}
@@ -86,13 +86,13 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	w.mu.Lock()
 	seg, off, first, durable, err := w.reserveLocked(size, n)
 	if err == nil {
-		w.inflight.Add(1)
+		w.inflight.Add(1) // as in Append
+		defer w.inflight.Add(-1)
 	}
 	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	defer w.inflight.Add(-1)
 	p := off
 	for i, r := range records {
 		kind := byte(format.KindMiddle)
@@ -152,7 +152,7 @@ func (w *WAL) reserveLocked(size int64, n uint64) (*segment, int64, uint64, uint
 	w.nextSeq += n
 	w.appended += n
 	w.bytes += uint64(size)
-	w.st.observeBatch(n)
+	w.batchHist.observe(&countBounds, n)
 	if n > 1 {
 		w.batches++
 	}

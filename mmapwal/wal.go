@@ -48,7 +48,8 @@ type WAL struct {
 	dirty          []*segment // segments with unsynced bytes, oldest first
 	closed         bool
 	released       bool
-	appended       uint64 // records reserved since Open (for Stats)
+	appended       uint64    // records reserved since Open (for Stats)
+	batchHist      plainHist // records per Append/AppendBatch call (for Stats)
 	batches        uint64
 	bytes          uint64
 
@@ -59,7 +60,9 @@ type WAL struct {
 	truncGen atomic.Uint64
 	cuts     cutLog // where recent TruncateBacks cut, for Readers (read.go)
 	// inflight counts appends between their reservation and their return;
-	// TruncateBack waits for them (settleAppendersLocked).
+	// TruncateBack waits for them (settleAppendersLocked). Every policy
+	// needs it: an appender parked in publish's slow path may not have
+	// seen its range published yet when TruncateBack lowers the watermark.
 	inflight atomic.Int64
 	// closeMu serialises Close calls. closed (under mu): Close was called,
 	// no more appends; released (under mu): Close finished, the log is
