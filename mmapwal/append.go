@@ -93,21 +93,8 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	p := off
-	for i, r := range records {
-		kind := byte(format.KindMiddle)
-		switch {
-		case n == 1:
-			kind = format.KindFull
-		case i == 0:
-			kind = format.KindFirst
-		case i == len(records)-1:
-			kind = format.KindLast
-		}
-		if err := w.write(seg, p, first+uint64(i), durable, kind, r); err != nil {
-			return 0, err
-		}
-		p += format.FrameSize(len(r))
+	if err := w.writeBatch(seg, off, first, durable, records); err != nil {
+		return 0, err
 	}
 	if err := w.publish(first, first+n-1); err != nil {
 		return 0, err
@@ -234,6 +221,37 @@ func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data 
 	})
 	if ferr != nil {
 		err := fmt.Errorf("mmapwal: write seq %d to %s at offset %d: %w", seq, s.path, off, ferr)
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// writeBatch copies the frames of records, the first at off with seq
+// first, under one fault guard (a guard per frame costs as much as a small
+// frame's copy). A fault is sticky, as in write.
+func (w *WAL) writeBatch(s *segment, off int64, first, durable uint64, records [][]byte) error {
+	n := len(records)
+	p, seq := off, first
+	ferr := platform.CatchFault(func() {
+		for i, r := range records {
+			kind := byte(format.KindMiddle)
+			switch {
+			case n == 1:
+				kind = format.KindFull
+			case i == 0:
+				kind = format.KindFirst
+			case i == n-1:
+				kind = format.KindLast
+			}
+			size := format.EncodeFrame(s.data[p:], s.seed, kind, seq, durable, r)
+			s.idx.Set(int(seq-s.firstSeq), p)
+			p += size
+			seq++
+		}
+	})
+	if ferr != nil {
+		err := fmt.Errorf("mmapwal: write seq %d to %s at offset %d: %w", seq, s.path, p, ferr)
 		w.fail(err)
 		return err
 	}

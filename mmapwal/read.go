@@ -230,7 +230,7 @@ type Reader struct {
 	buf    []byte // records read ahead (frames or bare payloads), back to back
 	starts []int  // starts[i]: start in buf of the payload of record runSeq+i
 	ends   []int  // ends[i]: end in buf of record runSeq+i
-	i    int    // next record of the run to return
+	i      int    // next record of the run to return
 	// gen: w.truncGen when the Reader last checked that no TruncateBack cut
 	// below its position; everything in buf was read after that check.
 	gen uint64
