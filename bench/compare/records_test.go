@@ -1,4 +1,4 @@
-package main
+package compare
 
 import (
 	"encoding/binary"
@@ -15,6 +15,9 @@ import (
 // so any record read back can be verified against the key it should carry.
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordSize is the payload size of every record the benchmarks write.
+const recordSize = 100
 
 const minRecordSize = 16
 
