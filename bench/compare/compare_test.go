@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,8 +62,13 @@ func newSmokeRun(t *testing.T, n int) *run {
 	return &run{TB: t, n: n, size: smokeN, metrics: map[string]float64{}, running: true, began: time.Now()}
 }
 
-// reset zeroes the stopwatch (after building fixtures) and keeps it running.
+// reset zeroes the stopwatch (after building fixtures) and keeps it
+// running. It settles first: dirty pages that earlier runs (or another
+// peer) left are written back and their garbage collected, so no run pays
+// for somebody else's writeback.
 func (r *run) reset() {
+	syscall.Sync()
+	runtime.GC()
 	if r.b != nil {
 		r.b.ReportAllocs()
 		r.b.ResetTimer()
@@ -111,7 +118,8 @@ func (r *run) rate(count int, unit string) {
 	}
 }
 
-// fail stops the run on an error.
+// check stops the run on an error. Not for timed loops: its arguments
+// are boxed into a slice on every call, an allocation per op.
 func (r *run) check(err error, what string, args ...any) {
 	r.Helper()
 	if err != nil {

@@ -333,7 +333,9 @@ func durableAppend(r *run, p *Peer) {
 		t := time.Now()
 		seq, err := s.Append(recs[j])
 		lat[i] = time.Since(t)
-		r.check(err, "%s: append", p.Name)
+		if err != nil {
+			r.Fatalf("%s: append: %v", p.Name, err)
+		}
 		if seq != uint64(j+1) {
 			r.Fatalf("%s: Append returned seq %d, want %d", p.Name, seq, j+1)
 		}
@@ -371,7 +373,9 @@ func appendNoSync(r *run, p *Peer) {
 		if p.NoSyncBatch > 0 {
 			k := min(p.NoSyncBatch, r.n-i, r.size-j)
 			first, err := s.AppendBatch(recs[j : j+k])
-			r.check(err, "%s: append", p.Name)
+			if err != nil {
+				r.Fatalf("%s: append: %v", p.Name, err)
+			}
 			if first != uint64(j+1) {
 				r.Fatalf("%s: AppendBatch returned first seq %d, want %d", p.Name, first, j+1)
 			}
@@ -379,7 +383,9 @@ func appendNoSync(r *run, p *Peer) {
 			continue
 		}
 		seq, err := s.Append(recs[j])
-		r.check(err, "%s: append", p.Name)
+		if err != nil {
+			r.Fatalf("%s: append: %v", p.Name, err)
+		}
 		if seq != uint64(j+1) {
 			r.Fatalf("%s: Append returned seq %d, want %d", p.Name, seq, j+1)
 		}
@@ -394,7 +400,9 @@ func replay(r *run, p *Peer) {
 	s := sharedLog(r, p).open(r, p)
 	r.reset()
 	for i := 0; i < r.n; i++ {
-		r.check(replayAll(s, r.size), "%s", p.Name)
+		if err := replayAll(s, r.size); err != nil {
+			r.Fatalf("%s: %v", p.Name, err)
+		}
 	}
 	r.stop()
 	r.rate(r.n*r.size, "rec/s")
@@ -417,7 +425,9 @@ func batchSync(r *run, p *Peer) {
 			s = logs.next()
 		}
 		first, err := s.AppendBatch(recs[j : j+batch])
-		r.check(err, "%s: append batch", p.Name)
+		if err != nil {
+			r.Fatalf("%s: append batch: %v", p.Name, err)
+		}
 		if first != uint64(j+1) {
 			r.Fatalf("%s: AppendBatch returned first seq %d, want %d", p.Name, first, j+1)
 		}
