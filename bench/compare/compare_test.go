@@ -198,6 +198,15 @@ func TestRecordsVerify(t *testing.T) {
 	if err := verify(recs[2][:99], 9, 100); err == nil {
 		t.Error("short record not caught")
 	}
+	if err := verifyKey(recs[1], 8, 100); err != nil {
+		t.Error(err)
+	}
+	if err := verifyKey(recs[1], 9, 100); err == nil {
+		t.Error("verifyKey: record under the wrong seq not caught")
+	}
+	if err := verifyKey(recs[2][:99], 9, 100); err == nil {
+		t.Error("verifyKey: short record not caught")
+	}
 }
 
 func TestPercentile(t *testing.T) {

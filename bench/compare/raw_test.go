@@ -19,8 +19,8 @@ import (
 //   - raw (AppendNoSync): frames encoded straight into a fallocated,
 //     shared mapping, nothing else;
 //   - raw (Replay): the same frames walked with format.CheckFrameHeader and
-//     format.FrameCRC, every record handed to the same callback the peers'
-//     replays get;
+//     format.FrameCRC, every record handed to the same check the peers'
+//     replays make (verifyKey);
 //   - raw-msync / raw-pwrite (DurableAppend): one frame made durable, by a
 //     copy into a prefaulted mapping + msync of its page(s), or by pwrite +
 //     fdatasync;
@@ -192,7 +192,7 @@ func rawReplay(r *run) {
 				return fmt.Errorf("replay: seq %d, want %d", seq, next)
 			}
 			next++
-			return verify(data, seq, recordSize)
+			return verifyKey(data, seq, recordSize)
 		})
 		r.check(err, "raw")
 		if next != uint64(r.size)+1 {

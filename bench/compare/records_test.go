@@ -80,3 +80,15 @@ func verify(data []byte, key uint64, size int) error {
 	}
 	return nil
 }
+
+// verifyKey is verify without the CRC: data has the record size and
+// carries key.
+func verifyKey(data []byte, key uint64, size int) error {
+	if len(data) != size {
+		return fmt.Errorf("seq %d: record length %d, want %d", key, len(data), size)
+	}
+	if got := binary.LittleEndian.Uint64(data[0:8]); got != key {
+		return fmt.Errorf("seq %d: record carries key %d", key, got)
+	}
+	return nil
+}
