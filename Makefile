@@ -4,7 +4,7 @@ MODULES := . $(shell find . -mindepth 2 -name go.mod -not -path './testdata/*' -
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: test demo lint bench bench-compare crash fuzz windows-smoke scale
+.PHONY: test demo lint bench bench-compare bench-compare-quick crash fuzz windows-smoke scale
 
 ## test: race tests of every module (short crash loop and power-loss trials included)
 test:
@@ -34,9 +34,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./mmapwal/
 
-## bench-compare: mmapwal against tidwall/wal and hashicorp/raft-wal, one process, same disk
+## bench-compare: mmapwal against tidwall/wal, hashicorp/raft-wal and rosedblabs/wal (default and fastest configurations) and the raw limits; benchstat tables and issue 12's targets
 bench-compare:
-	cd bench && $(GO) run ./cmd/compare
+	cd bench && $(GO) run ./cmd/compare -count 3
+
+## bench-compare-quick: the same at 10,000 records, one run, short benchmark times (a look, not a measurement)
+bench-compare-quick:
+	cd bench && $(GO) run ./cmd/compare -short -count 1
 
 ## crash: the long crash loop and power-loss runs
 crash:

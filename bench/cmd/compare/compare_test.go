@@ -4,75 +4,51 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 )
 
-// TestQuick runs every workload in -quick mode on each WAL built in, so
-// `go test ./...` in bench/ is a smoke test of the comparison program.
-func TestQuick(t *testing.T) {
-	if len(peers) == 0 {
-		t.Fatal("no peers registered")
-	}
-	for _, p := range peers {
-		t.Run(sanitize(p.Name), func(t *testing.T) {
-			cfg := quickConfig()
-			if testing.Short() {
-				cfg.n, cfg.reads, cfg.durableN = 1000, 500, 10
-			}
-			cfg.dir = t.TempDir()
-			cfg.peers = []string{p.Name}
-			res, err := run(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, x := range reportRows(cfg) {
-				m := x.metric
-				if p.Name != mmapwalName && x.peerKey != "" {
-					m = x.peerKey
-				}
-				if s := res.stat(x.w, m, p.Name); !s.ok || s.med <= 0 {
-					t.Errorf("workload %d %s: no result", x.w, x.unit)
-				}
-			}
-			var out bytes.Buffer
-			writeReport(&out, res, cfg, describeMachine(cfg.dir))
-			if !strings.Contains(out.String(), "| 7 | full replay") {
-				t.Errorf("report lacks workload 7 row:\n%s", out.String())
-			}
-		})
-	}
-}
+// A few lines as `go test -bench` prints them, two runs each.
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/mmapwal/wal/bench/compare
+BenchmarkRandomRead/peer=mmapwal-2         	  589593	       300 ns/op	       300 ns/read	       0 B/op	       0 allocs/op
+BenchmarkRandomRead/peer=mmapwal-2         	  589593	       320 ns/op	       320 ns/read	       0 B/op	       0 allocs/op
+BenchmarkRandomRead/peer=tidwall-2         	  393372	      2871 ns/op	      2871 ns/read	     112 B/op	       1 allocs/op
+BenchmarkRandomRead/peer=tidwall-cached-2  	  607954	       450 ns/op	       450 ns/read	     112 B/op	       1 allocs/op
+BenchmarkDurableAppend/peer=mmapwal-2      	     434	    959978 ns/op	    100000 p50-ns	   7053177 p99-ns
+BenchmarkDurableAppend/peer=raft-wal-2     	     259	    821234 ns/op	     99000 p50-ns	   3626845 p99-ns
+BenchmarkDurableAppend/peer=raw-pwrite-2   	     222	    716208 ns/op	     89000 p50-ns	   3472946 p99-ns
+BenchmarkAppendNoSync/peer=mmapwal-2       	  167806	      1104 ns/op	   8000000 rec/s	      16 B/op	       0 allocs/op
+BenchmarkAppendNoSync/peer=raw-2           	  650446	       195.1 ns/op	  10000000 rec/s	       0 B/op	       0 allocs/op
+PASS
+`
 
-func TestRecordsVerify(t *testing.T) {
-	recs := genRecords(7, 3, 100)
-	for i, r := range recs {
-		if err := verify(r, uint64(7+i), 100); err != nil {
-			t.Fatal(err)
+func TestTargets(t *testing.T) {
+	res, err := parseResults(strings.NewReader(sample), "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := res.median("RandomRead", "mmapwal", "ns/read"); got != 310 {
+		t.Errorf("median ns/read = %v, want 310", got)
+	}
+	if peer, v, _ := res.fastestPeer("RandomRead", "ns/read", true); peer != "tidwall-cached" || v != 450 {
+		t.Errorf("fastest peer %s %v, want tidwall-cached 450", peer, v)
+	}
+	var out bytes.Buffer
+	writeTargets(&out, res)
+	report := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{
+		"310 ns vs tidwall-cached 450 ns: 0.69x met",
+		"100.0 µs vs raft-wal 99.0 µs: 1.01x MISSED",
+		"100.0 µs vs raw-pwrite 89.0 µs: 1.12x MISSED",
+		"8M rec/s vs raw 10M rec/s: 80% met",
+		"0 allocs/op",
+		"Durable64Writers",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	if err := verify(recs[0], 8, 100); err == nil {
-		t.Error("record under the wrong seq not caught")
-	}
-	bad := append([]byte(nil), recs[1]...)
-	bad[50] ^= 1
-	if err := verify(bad, 8, 100); err == nil {
-		t.Error("flipped bit not caught")
-	}
-	if err := verify(recs[2][:99], 9, 100); err == nil {
-		t.Error("short record not caught")
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	d := []int{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
-	var v []time.Duration
-	for _, x := range d {
-		v = append(v, time.Duration(x))
-	}
-	if got := percentile(v, 50); got != 5 {
-		t.Errorf("p50 = %v, want 5", got)
-	}
-	if got := percentile(v, 99); got != 10 {
-		t.Errorf("p99 = %v, want 10", got)
+	if strings.Count(out.String(), "not measured") != 5 {
+		t.Errorf("want 5 rows not measured (no data for them):\n%s", out.String())
 	}
 }

@@ -1,105 +1,160 @@
-// Command compare benchmarks mmapwal against tidwall/wal and hashicorp/raft-wal
-// on the same filesystem in one process, and prints a markdown table of
-// medians (min–max over runs) with speedups and targets.
+// Command compare runs the comparison benchmarks of package compare
+// (mmapwal against tidwall/wal, hashicorp/raft-wal and rosedblabs/wal, each
+// in its default and its fastest reasonable configuration, and the raw
+// limits of the machine), prints benchstat's per-peer tables, the machine
+// and issue 12's targets, met or missed:
 //
-//	go run ./cmd/compare [-dir DIR] [-runs 3] [-n 1000000] [-quick] [-only 1,2,5]
+//	go run ./cmd/compare [-count 3] [-n N] [-short] [-out DIR]
+//
+// The raw `go test -bench` output and benchstat's tables stay in -out (a
+// new temporary directory by default), for benchstat comparisons later.
 package main
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 func main() {
-	if err := realMain(os.Args[1:]); err != nil {
+	if err := realMain(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func realMain(args []string) error {
+func realMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	dir := fs.String("dir", "", "directory on the filesystem to test (a temporary subdirectory is created and removed); default: under "+os.TempDir())
-	runs := fs.Int("runs", 3, "runs of each workload")
-	n := fs.Int("n", 1_000_000, "records for workloads 1, 5, 6, 7")
-	quick := fs.Bool("quick", false, "tiny counts and one run, for CI smoke tests")
-	only := fs.String("only", "", "comma list of workload numbers (1-7) to run; default all")
-	peerList := fs.String("peers", "", "comma list of WALs to run (mmapwal,tidwall/wal,raft-wal); default all built in")
-	quiet := fs.Bool("q", false, "no progress on stderr")
+	count := fs.Int("count", 3, "runs of each benchmark (benchstat reports their medians and confidence intervals)")
+	n := fs.Int("n", 0, "records per log (default 1,000,000; 10,000 with -short)")
+	short := fs.Bool("short", false, "small logs and short benchmark times: a quick look, not a measurement")
+	out := fs.String("out", "", "directory for the raw results and benchstat's tables (default: a new temporary directory)")
+	dir := fs.String("dir", "", "directory on the filesystem to measure (the benchmarks' TMPDIR; default "+os.TempDir()+")")
+	benchtime := fs.String("benchtime", "", "go test -benchtime (default 1s; 100ms with -short)")
+	bench := fs.String("bench", ".", "go test -bench: which benchmarks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := defaultConfig()
-	if *quick {
-		cfg = quickConfig()
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "runs":
-			cfg.runs = *runs
-		case "n":
-			cfg.n = *n
-		}
-	})
-	if cfg.runs < 1 || cfg.n < 1 {
-		return fmt.Errorf("-runs and -n must be positive")
+	if *count < 1 || *n < 0 {
+		return errors.New("-count must be positive and -n not negative")
 	}
-	if cfg.reads > 0 && cfg.n < 1 {
-		return fmt.Errorf("-n must be positive")
-	}
-	if *only != "" {
-		cfg.only = map[int]bool{}
-		for _, f := range strings.Split(*only, ",") {
-			w, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || w < 1 || w > 7 {
-				return fmt.Errorf("-only: bad workload %q", f)
-			}
-			cfg.only[w] = true
+	size := *n
+	if size == 0 {
+		size = 1_000_000
+		if *short {
+			size = 10_000
 		}
 	}
-	if *peerList != "" {
-		for _, p := range strings.Split(*peerList, ",") {
-			p = strings.TrimSpace(p)
-			if findPeer(p) == nil {
-				return fmt.Errorf("-peers: unknown or not built in: %q", p)
-			}
-			cfg.peers = append(cfg.peers, p)
+	if *benchtime == "" {
+		*benchtime = "1s"
+		if *short {
+			*benchtime = "100ms"
 		}
 	}
-	if !*quiet {
-		cfg.log = os.Stderr
-	}
-
-	parent := *dir
-	if parent == "" {
-		parent = os.TempDir()
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp(parent, "mmapwal-bench-")
+	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		os.RemoveAll(work)
-		os.Exit(130)
-	}()
-	cfg.dir = work
+	if *out == "" {
+		if *out, err = os.MkdirTemp("", "mmapwal-compare-results-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	testDir := *dir
+	if testDir == "" {
+		testDir = os.TempDir()
+	} else if err := os.MkdirAll(testDir, 0o755); err != nil {
+		return err
+	}
 
-	res, err := run(cfg)
+	// One process runs every benchmark -count times, so each peer's
+	// million-record log is built once.
+	goArgs := []string{"test", "-run", "^$", "-bench", *bench, "-count", strconv.Itoa(*count),
+		"-benchtime", *benchtime, "-timeout", "0", "./compare/"}
+	if *short {
+		goArgs = append(goArgs, "-short")
+	}
+	goArgs = append(goArgs, "-compare.n", strconv.Itoa(size))
+	fmt.Fprintf(stderr, "compare: go %s  (results in %s)\n", strings.Join(goArgs, " "), *out)
+	rawPath := filepath.Join(*out, "bench.txt")
+	rawFile, err := os.Create(rawPath)
 	if err != nil {
 		return err
 	}
-	writeReport(os.Stdout, res, cfg, describeMachine(work))
+	cmd := exec.Command("go", goArgs...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "TMPDIR="+testDir)
+	cmd.Stdout = io.MultiWriter(rawFile, stderr) // progress as results come
+	cmd.Stderr = stderr
+	runErr := cmd.Run()
+	if err := rawFile.Close(); err != nil {
+		return err
+	}
+	if runErr != nil {
+		return fmt.Errorf("benchmarks failed (output in %s): %w", rawPath, runErr)
+	}
+
+	// benchstat: medians, confidence intervals, ratios to mmapwal (the
+	// first column) per metric, one column per peer.
+	var tables bytes.Buffer
+	cmd = exec.Command("go", "tool", "benchstat", "-col", "/peer", rawPath)
+	cmd.Dir = root
+	cmd.Stdout = &tables
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("benchstat: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(*out, "benchstat.txt"), tables.Bytes(), 0o644); err != nil {
+		return err
+	}
+
+	raw, err := os.Open(rawPath)
+	if err != nil {
+		return err
+	}
+	res, err := parseResults(raw, rawPath)
+	raw.Close()
+	if err != nil {
+		return err
+	}
+	var report bytes.Buffer
+	fmt.Fprintf(&report, "machine: %s\n", describeMachine(testDir))
+	fmt.Fprintf(&report, "log: %d records x 100 B; %d run(s) per benchmark, -benchtime %s; medians\n\n", size, *count, *benchtime)
+	writeTargets(&report, res)
+	if err := os.WriteFile(filepath.Join(*out, "targets.txt"), report.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n%s", tables.Bytes(), report.Bytes())
+	fmt.Fprintf(stderr, "compare: raw results, benchstat tables and targets in %s\n", *out)
 	return nil
+}
+
+// moduleRoot is the directory of the bench module (where ./compare/ and the
+// benchstat tool directive are).
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run from the bench module (cd bench)")
+	}
+	root := filepath.Dir(gomod)
+	if _, err := os.Stat(filepath.Join(root, "compare")); err != nil {
+		return "", fmt.Errorf("run from the bench module (cd bench): %w", err)
+	}
+	return root, nil
 }
