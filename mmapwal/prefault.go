@@ -109,11 +109,9 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, pw prefaultWindow
 			}
 			end := min(done+pw.chunk, size)
 			_ = platform.Prefault(data[done:end])
-			// An index entry (4 bytes) per frame of at least 32 bytes: the
-			// entries for data[:end] lie in the first end/8 index bytes.
-			if ie := min(int64(len(idxMap)), format.IndexHeaderSize+end/8); ie > idone {
-				_ = platform.Prefault(idxMap[idone:ie])
-				idone = ie
+			if lo, hi := indexAhead(idone, end, int64(len(idxMap))); hi > lo {
+				_ = platform.Prefault(idxMap[lo:hi])
+				idone = hi
 			}
 			s.unpin()
 			done = end
@@ -129,4 +127,18 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, pw prefaultWindow
 			return
 		}
 	}
+}
+
+// indexAhead returns the range of the index to fault in once the segment
+// is faulted up to end, when the index is faulted up to done: an index
+// entry (4 bytes) per frame of at least 32 bytes, so the entries for
+// data[:end] lie in the first end/8 index bytes. The start is rounded down
+// to a page: madvise fails with EINVAL on an unaligned address (which
+// Prefault takes for a kernel without MADV_POPULATE_WRITE and ignores).
+func indexAhead(done, end, size int64) (lo, hi int64) {
+	hi = min(size, format.IndexHeaderSize+end/8)
+	if hi <= done {
+		return 0, 0
+	}
+	return done &^ (4096 - 1), hi
 }

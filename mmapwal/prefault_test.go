@@ -54,3 +54,21 @@ func TestPrefaultLoopsEnd(t *testing.T) {
 	require.NoError(t, w.Close())
 	settled(base + 2)
 }
+
+// Every index range the prefault loop asks for starts on a page boundary
+// (madvise rejects anything else), and the ranges cover the index of the
+// faulted segment bytes without gaps.
+func TestIndexAheadAligned(t *testing.T) {
+	const size = 8<<20 + 64
+	done := int64(0)
+	for end := int64(1 << 20); end <= 64<<20; end += 1 << 20 {
+		lo, hi := indexAhead(done, end, size)
+		require.Greater(t, hi, lo)
+		require.Zero(t, lo%4096, "unaligned start %d", lo)
+		require.LessOrEqual(t, lo, done, "gap between %d and %d", done, lo)
+		require.Equal(t, min(size, 64+end/8), hi)
+		done = hi
+	}
+	lo, hi := indexAhead(done, 64<<20, size)
+	require.Equal(t, lo, hi, "nothing left")
+}

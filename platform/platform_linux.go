@@ -44,7 +44,7 @@ func (linuxOps) renameMapped(f *os.File, m []byte, to string) (*os.File, []byte,
 }
 
 func (linuxOps) prefaultRead(m []byte) error {
-	err := unix.Madvise(m, unix.MADV_POPULATE_READ)
+	err := populate(m, unix.MADV_POPULATE_READ)
 	if errors.Is(err, unix.EINVAL) {
 		return unix.Madvise(m, unix.MADV_WILLNEED) // older kernel: read-ahead only
 	}
@@ -52,9 +52,24 @@ func (linuxOps) prefaultRead(m []byte) error {
 }
 
 func (linuxOps) prefault(m []byte) error {
-	err := unix.Madvise(m, unix.MADV_POPULATE_WRITE)
+	err := populate(m, unix.MADV_POPULATE_WRITE)
 	if errors.Is(err, unix.EINVAL) {
 		return nil // kernel older than 5.14: faults stay on the writer's path
+	}
+	return err
+}
+
+// populate runs MADV_POPULATE_READ or _WRITE over m, again while it is
+// interrupted: a signal (the Go runtime's preemption signals among them)
+// ends the call with EINTR part-way, and then the rest of m would be
+// faulted by the writer after all. Pages already populated cost little the
+// second time. The retries are bounded: a signal storm only costs speed.
+func populate(m []byte, advice int) error {
+	var err error
+	for range 8 {
+		if err = unix.Madvise(m, advice); !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
 	return err
 }
