@@ -34,8 +34,11 @@ func (w *WAL) Append(data []byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, seq, durable, err := w.reserveLocked(size, 1)
-	if err == nil {
-		w.inflight.Add(1) // under w.mu: TruncateBack sees it (settleAppendersLocked)
+	if err == nil && w.opts.Sync == SyncAlways {
+		// Under w.mu: TruncateBack sees it (settleAppendersLocked). The
+		// other policies return right after publication, which needs no
+		// settling (see publish).
+		w.inflight.Add(1)
 		defer w.inflight.Add(-1)
 	}
 	w.mu.Unlock()
@@ -85,7 +88,7 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	}
 	w.mu.Lock()
 	seg, off, first, durable, err := w.reserveLocked(size, n)
-	if err == nil {
+	if err == nil && w.opts.Sync == SyncAlways {
 		w.inflight.Add(1) // as in Append
 		defer w.inflight.Add(-1)
 	}
@@ -285,7 +288,16 @@ func (w *WAL) publish(first, last uint64) error {
 	defer w.pubMu.Unlock()
 	w.pending[first] = last
 	w.drainLocked()
-	for w.published.Load() < last {
+	// Parked until drainLocked publishes the range (it deletes the entry
+	// as it does), not until the watermark passes last: once published, a
+	// TruncateBack may lower the watermark again before this goroutine
+	// runs, and it must not wait for a seq the log no longer reaches. (If
+	// a later append parks under the same first meanwhile, this one waits
+	// for that range too: later, never forever.)
+	for {
+		if _, parked := w.pending[first]; !parked {
+			break
+		}
 		if err := w.failed(); err != nil {
 			return err
 		}
@@ -322,10 +334,11 @@ func (w *WAL) waitInFlightLocked() {
 	w.pubMu.Unlock()
 }
 
-// settleAppendersLocked lets every append in progress return before a
-// TruncateBack changes the log, so that each one is ordered entirely before
-// the truncation (see Append). Without it, an append waiting for publication
-// or for its sync could wait for a seq the log no longer reaches. Under
+// settleAppendersLocked lets every SyncAlways append in progress return
+// before a TruncateBack changes the log, so that each one is ordered
+// entirely before the truncation (see Append). Without it, an append
+// waiting for its sync could wait for a seq the log no longer reaches.
+// (Waiting for publication cannot: see publish.) Under
 // SyncAlways it first makes everything published durable and ends the
 // current flush round, since the waiters cannot lead one while flushMu is
 // held. On error nothing was changed and the truncation must not proceed.

@@ -59,10 +59,11 @@ type WAL struct {
 	// read ahead (a seq may now hold another record, or none).
 	truncGen atomic.Uint64
 	cuts     cutLog // where recent TruncateBacks cut, for Readers (read.go)
-	// inflight counts appends between their reservation and their return;
-	// TruncateBack waits for them (settleAppendersLocked). Every policy
-	// needs it: an appender parked in publish's slow path may not have
-	// seen its range published yet when TruncateBack lowers the watermark.
+	// inflight counts SyncAlways appends between their reservation and
+	// their return; TruncateBack waits for them (settleAppendersLocked), as
+	// they may wait for a sync. Appends under the other policies return
+	// once published, which TruncateBack waits for anyway
+	// (waitInFlightLocked), and skip the two atomic adds.
 	inflight atomic.Int64
 	// closeMu serialises Close calls. closed (under mu): Close was called,
 	// no more appends; released (under mu): Close finished, the log is
