@@ -6,6 +6,7 @@
 //	go run ./cmd/measure -what open -n 10000   Open of a cleanly closed log of n segments, warm, best of 5
 //	go run ./cmd/measure -what stall -n 2000   longest Append while TruncateFront drops n segments
 //	go run ./cmd/measure -what durable -n 68000  ways of making one write of n bytes durable (mapped vs pwrite, fallocated vs zero-filled)
+//	go run ./cmd/measure -what memlat           the cost of a dependent random load by working-set size
 //
 // Logs are built under -dir (default: a directory under the system's
 // temporary directory) and reused by later runs of rss and open.
@@ -87,7 +88,7 @@ func build(dir string, segs int, segSize int64, rec int) {
 }
 
 func main() {
-	what := flag.String("what", "fds", "fds|rss|stall|open|durable")
+	what := flag.String("what", "fds", "fds|rss|stall|open|durable|memlat")
 	n := flag.Int("n", 2000, "segments")
 	base := flag.String("dir", filepath.Join(os.TempDir(), "mmapwal-measure"), "where the logs are built (reused by rss and open)")
 	flag.Parse()
@@ -132,6 +133,8 @@ func main() {
 			w.Close()
 		}
 		fmt.Printf("open of %d segments (clean, warm): best of 5 %v\n", *n, best)
+	case "memlat":
+		memLatency()
 	case "durable":
 		must(os.MkdirAll(*base, 0o700))
 		durableWays(*base, *n, 300)
