@@ -169,7 +169,11 @@ func verify(e *env, dir string, progress bool) error {
 		fmt.Fprintf(out, "records %d, segments %d: valid prefix intact; torn tail only\n", done, len(rep.Segments))
 		return &exitError{code: exitTorn, msg: fmt.Sprintf("%s: torn tail (run walctl repair, or open it with a writer, to cut it)", dir)}
 	}
-	fmt.Fprintf(out, "OK: %d records, %d segments, %d bytes of frames verified", done, len(rep.Segments), bytes)
+	segs := "segments"
+	if len(rep.Segments) == 1 {
+		segs = "segment"
+	}
+	fmt.Fprintf(out, "OK: %d records, %d %s, %d bytes of frames verified", done, len(rep.Segments), segs, bytes)
 	if progress {
 		fmt.Fprintf(out, " in %s", el.Round(time.Millisecond))
 	}
