@@ -2,6 +2,7 @@ package mmapwal
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -96,7 +97,7 @@ func (w *WAL) AppendBatch(records [][]byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := w.writeBatch(seg, off, first, durable, records); err != nil {
+	if err := w.writeBatch(seg, off, first, durable, records, size); err != nil {
 		return 0, err
 	}
 	if err := w.publish(first, first+n-1); err != nil {
@@ -174,6 +175,9 @@ func (w *WAL) rotateLocked(need int64) error {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
 	}
+	if w.opts.pwrite {
+		next.keepWriteFile()
+	}
 	if err := w.cache.adopt(next); err != nil {
 		w.log.Warn("mmapwal: closing a mapped segment's descriptors failed", "file", next.path, "err", err)
 	}
@@ -215,9 +219,72 @@ func (w *WAL) dropEmptyActiveLocked() {
 	}
 }
 
-// write copies one frame into the mapping and records it in the index. A
-// fault on the mapping is sticky: the frame may be half-written.
+// maxPwrite bounds what one append writes with pwrite: larger frames and
+// batches are copied into the mapping rather than encoded into a buffer of
+// their size first.
+const maxPwrite = 1 << 20
+
+// pwriteBuf is a pooled encoding buffer for pwrite appends.
+type pwriteBuf struct{ b []byte }
+
+// getBuf returns a pooled buffer of n bytes (n <= maxPwrite); putBuf gives
+// it back. In steady state neither allocates.
+func (w *WAL) getBuf(n int64) *pwriteBuf {
+	pb, _ := w.bufs.Get().(*pwriteBuf)
+	if pb == nil {
+		pb = &pwriteBuf{}
+	}
+	if int64(cap(pb.b)) < n {
+		pb.b = make([]byte, n, max(n, 64<<10))
+	}
+	pb.b = pb.b[:n]
+	return pb
+}
+
+func (w *WAL) putBuf(pb *pwriteBuf) { w.bufs.Put(pb) }
+
+// pwriteFrames writes the encoded frames b at off through s's descriptor.
+// Any error, a short write among them, is sticky as a fault is: the frames
+// may be half-written, and a retry could report success for pages the
+// kernel dropped.
+func (w *WAL) pwriteFrames(s *segment, f *os.File, b []byte, off int64, seq uint64) error {
+	n, err := f.WriteAt(b, off)
+	if err == nil && n != len(b) {
+		err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
+	}
+	if err != nil {
+		err = fmt.Errorf("mmapwal: write seq %d to %s at offset %d: %w", seq, s.path, off, err)
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// closeWriteFile closes s's pwrite descriptor, which no append needs any
+// more. A failed close loses nothing (the frames are in the page cache, and
+// their sync through the mapping reports write-back errors): only logged.
+func (w *WAL) closeWriteFile(s *segment) {
+	if err := s.closeWriteFile(); err != nil {
+		w.log.Warn("mmapwal: closing a segment's write descriptor failed", "file", s.path, "err", err)
+	}
+}
+
+// write writes one frame (with pwrite when s has a write descriptor, else
+// copied into the mapping) and records it in the index. A fault on the
+// mapping, or a failed pwrite, is sticky: the frame may be half-written.
 func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data []byte) error {
+	if f := s.wf.Load(); f != nil && w.opts.writeMode != writePwriteBatches {
+		if size := format.FrameSize(len(data)); size <= maxPwrite {
+			pb := w.getBuf(size)
+			format.EncodeFrame(pb.b, s.seed, kind, seq, durable, data)
+			err := w.pwriteFrames(s, f, pb.b, off, seq)
+			w.putBuf(pb)
+			if err != nil {
+				return err
+			}
+			return w.setIndex(s, seq, off)
+		}
+	}
 	ferr := platform.CatchFault(func() {
 		format.EncodeFrame(s.data[off:], s.seed, kind, seq, durable, data)
 		s.idx.Set(int(seq-s.firstSeq), off)
@@ -230,24 +297,65 @@ func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data 
 	return nil
 }
 
-// writeBatch copies the frames of records, the first at off with seq
-// first, under one fault guard (a guard per frame costs as much as a small
-// frame's copy). A fault is sticky, as in write.
-func (w *WAL) writeBatch(s *segment, off int64, first, durable uint64, records [][]byte) error {
+// setIndex records seq at off in s's index. A fault is sticky, as in write.
+func (w *WAL) setIndex(s *segment, seq uint64, off int64) error {
+	if ferr := platform.CatchFault(func() { s.idx.Set(int(seq-s.firstSeq), off) }); ferr != nil {
+		err := fmt.Errorf("mmapwal: index seq %d of %s: %w", seq, s.path, ferr)
+		w.fail(err)
+		return err
+	}
+	return nil
+}
+
+// batchKind is the frame kind of record i of a batch of n.
+func batchKind(i, n int) byte {
+	switch {
+	case n == 1:
+		return format.KindFull
+	case i == 0:
+		return format.KindFirst
+	case i == n-1:
+		return format.KindLast
+	}
+	return format.KindMiddle
+}
+
+// writeBatch writes the frames of records, the first at off with seq
+// first: with one pwrite of all of them when s has a write descriptor and
+// they fit maxPwrite, else copied into the mapping under one fault guard (a
+// guard per frame costs as much as a small frame's copy). A fault or a
+// failed pwrite is sticky, as in write.
+func (w *WAL) writeBatch(s *segment, off int64, first, durable uint64, records [][]byte, size int64) error {
 	n := len(records)
+	if f := s.wf.Load(); f != nil && size <= maxPwrite {
+		pb := w.getBuf(size)
+		var p int64
+		for i, r := range records {
+			p += format.EncodeFrame(pb.b[p:], s.seed, batchKind(i, n), first+uint64(i), durable, r)
+		}
+		err := w.pwriteFrames(s, f, pb.b, off, first)
+		w.putBuf(pb)
+		if err != nil {
+			return err
+		}
+		p = off
+		ferr := platform.CatchFault(func() {
+			for i, r := range records {
+				s.idx.Set(int(first+uint64(i)-s.firstSeq), p)
+				p += format.FrameSize(len(r))
+			}
+		})
+		if ferr != nil {
+			err := fmt.Errorf("mmapwal: index seq %d of %s: %w", first, s.path, ferr)
+			w.fail(err)
+			return err
+		}
+		return nil
+	}
 	p, seq := off, first
 	ferr := platform.CatchFault(func() {
 		for i, r := range records {
-			kind := byte(format.KindMiddle)
-			switch {
-			case n == 1:
-				kind = format.KindFull
-			case i == 0:
-				kind = format.KindFirst
-			case i == n-1:
-				kind = format.KindLast
-			}
-			size := format.EncodeFrame(s.data[p:], s.seed, kind, seq, durable, r)
+			size := format.EncodeFrame(s.data[p:], s.seed, batchKind(i, n), seq, durable, r)
 			s.idx.Set(int(seq-s.firstSeq), p)
 			p += size
 			seq++

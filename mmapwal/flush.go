@@ -285,6 +285,7 @@ func (w *WAL) dropSealed(dirty []*segment, n int) []*segment {
 	out := dirty[:0]
 	for _, s := range dirty {
 		if n > 0 && s.sealed && s.syncedOff >= s.sealedEnd {
+			w.closeWriteFile(s) // every frame in it is written: it was synced to its end
 			n--
 			continue
 		}

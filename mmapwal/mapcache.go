@@ -148,11 +148,14 @@ func (c *mapCache) adopt(s *segment) error {
 // dropFiles closes s's descriptors where its mappings do not need them.
 // REQUIRES: s is mapped and its files will not be renamed again.
 func (s *segment) dropFiles() error {
-	if !mappingOutlivesFile || s.f == nil {
+	if !mappingOutlivesFile {
 		return nil
 	}
-	err := s.f.Close()
-	s.f = nil
+	var err error
+	if s.f != nil { // nil: keepWriteFile took it
+		err = s.f.Close()
+		s.f = nil
+	}
 	if ierr := s.idx.CloseFile(); err == nil {
 		err = ierr
 	}
@@ -324,6 +327,9 @@ func (s *segment) unmapFiles() error {
 func (s *segment) unmapFilesLocked() error {
 	err := platform.Unmap(s.data)
 	s.data = nil
+	if cerr := s.closeWriteFile(); err == nil {
+		err = cerr
+	}
 	if s.f != nil {
 		if cerr := s.f.Close(); err == nil {
 			err = cerr
@@ -363,6 +369,7 @@ func (w *WAL) manageSealedLocked() {
 			return
 		}
 		if s.sealed && s != w.active && s.sealedLast <= published {
+			w.closeWriteFile(s)
 			s.mc.managed = true
 			w.cache.manage(s)
 		}

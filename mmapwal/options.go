@@ -80,10 +80,30 @@ type Options struct {
 	// prefault sizes the prefault loops; zero fields take the defaults
 	// (tests use windows smaller than a segment).
 	prefault prefaultWindow
+	// writeMode chooses how appends write frames (see writeMode); the zero
+	// value is the platform's default. Set by tests that compare the two.
+	writeMode writeMode
+	// pwrite is resolved from Sync, writeMode and the platform: appends
+	// write frames with pwrite on the active segment's descriptor.
+	pwrite bool
 	// crashAt, if set, is called at named points of housekeeping, so that a
 	// test's child process can kill itself at exactly that point.
 	crashAt func(hookPoint)
 }
+
+// writeMode is how appends write frames into the active segment.
+type writeMode int
+
+const (
+	writeAuto          writeMode = iota // pwrite if pwriteDefault and the platform can, under SyncAlways
+	writeMapped                         // copy into the mapping
+	writePwrite                         // pwrite under SyncAlways where the platform can
+	writePwriteBatches                  // as writePwrite, but single appends copy into the mapping
+)
+
+// pwriteDefault: whether SyncAlways appends use pwrite by default (an
+// experiment; see pwrite_bench_test.go).
+const pwriteDefault = false
 
 // hookPoint names a point at which Options.crashAt is called.
 type hookPoint int
@@ -163,6 +183,22 @@ func (o *Options) resolve() (Options, error) {
 	r.FileMode, r.DirMode = cmp.Or(r.FileMode, 0o600), cmp.Or(r.DirMode, 0o700)
 	if r.hooks == nil {
 		r.hooks = osDurability{}
+	}
+	switch r.writeMode {
+	case writeAuto:
+		r.pwrite = pwriteCapable && pwriteDefault && r.Sync == SyncAlways
+	case writePwrite, writePwriteBatches:
+		r.pwrite = pwriteCapable && r.Sync == SyncAlways
+	default:
+		r.pwrite = false
+	}
+	if r.prefault.data == prefaultDataDefault {
+		// pwrite needs the page-cache pages, not writable dirty mappings
+		// of them (write-back would have to write-protect each one again).
+		r.prefault.data = prefaultDataWrite
+		if r.pwrite {
+			r.prefault.data = prefaultDataRead
+		}
 	}
 	r.prefault.ahead = cmp.Or(r.prefault.ahead, defaultPrefaultAhead)
 	r.prefault.chunk = cmp.Or(r.prefault.chunk, defaultPrefaultChunk)

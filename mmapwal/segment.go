@@ -32,6 +32,11 @@ type segment struct {
 	seed     uint32
 	path     string
 	f        *os.File
+	// wf is the descriptor appends pwrite frames through (Options.pwrite):
+	// open while the segment may take appends, closed once every frame
+	// reserved in it is written (closeWriteFile). nil: frames are copied
+	// into the mapping.
+	wf       atomic.Pointer[os.File]
 	data     []byte // the mapping, len == size
 	size     int64
 	idx      *index.Index
@@ -92,6 +97,25 @@ func (s *segment) waitIdle() {
 
 // unmap closes the mapping, file and index. REQUIRES: no references.
 func (s *segment) unmap() error { return s.unmapFiles() }
+
+// keepWriteFile makes s's data descriptor the one appends pwrite through,
+// instead of letting adopt close it. REQUIRES: s is not yet adopted.
+func (s *segment) keepWriteFile() {
+	if s.f != nil {
+		s.wf.Store(s.f)
+		s.f = nil
+	}
+}
+
+// closeWriteFile closes the pwrite descriptor, if any (idempotent).
+// REQUIRES: no frame reserved in s is still being written (all published,
+// or none reserved).
+func (s *segment) closeWriteFile() error {
+	if f := s.wf.Swap(nil); f != nil {
+		return f.Close()
+	}
+	return nil
+}
 
 // segList is an immutable, ordered snapshot of the live segments. Readers
 // load it with one atomic pointer read; writers replace it under WAL.mu.
@@ -211,6 +235,7 @@ func (s *segment) activate(dir string, firstSeq uint64) error {
 // (or whose activation failed part-way).
 func (s *segment) discard() {
 	s.retire()
+	s.closeWriteFile()
 	platform.Unmap(s.data)
 	if s.f != nil {
 		s.f.Close()

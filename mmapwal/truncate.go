@@ -3,6 +3,7 @@ package mmapwal
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/mmapwal/wal/format"
 	"github.com/mmapwal/wal/platform"
@@ -239,6 +240,15 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		return err
 	}
 	keep.closedOnDisk = false
+	if w.opts.pwrite && keep.wf.Load() == nil {
+		// It takes appends again. Without a descriptor they are copied
+		// into the mapping: slower, not wrong.
+		if f, err := platform.OpenFile(keep.path, os.O_RDWR, 0); err == nil {
+			keep.wf.Store(f)
+		} else {
+			w.log.Warn("mmapwal: reopening a segment for pwrite failed; appends copy into the mapping", "file", keep.path, "err", err)
+		}
+	}
 	keep.sealed = false
 	w.cache.unmanage(keep) // it takes appends again: stays mapped
 	keep.mc.managed = false

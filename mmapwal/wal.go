@@ -106,6 +106,7 @@ type WAL struct {
 	rec    RecoveryStats
 
 	cache *mapCache // the mapped sealed segments (mapcache.go)
+	bufs  sync.Pool // *pwriteBuf: encoding buffers of pwrite appends (append.go)
 
 	// ro is set when the log was opened with Options.ReadOnly: reads, the
 	// bounds and Close go through it (readonly.go); nothing else is used.
@@ -221,6 +222,9 @@ func (w *WAL) load() error {
 		w.segs.Store(list)
 		if err := w.loadIndex(s, rs); err != nil {
 			return err
+		}
+		if w.opts.pwrite && i == len(rep.Segments)-1 {
+			s.keepWriteFile() // the active segment takes appends
 		}
 		if err := w.cache.adopt(s); err != nil {
 			return err
