@@ -175,7 +175,7 @@ func (w *WAL) rotateLocked(need int64) error {
 		next.discard()
 		return fmt.Errorf("mmapwal: activate segment %d in %s: %w", w.nextSeq, w.dir, err)
 	}
-	if w.opts.pwrite {
+	if w.opts.batchPwrite {
 		next.keepWriteFile()
 	}
 	if err := w.cache.adopt(next); err != nil {
@@ -269,38 +269,15 @@ func (w *WAL) closeWriteFile(s *segment) {
 	}
 }
 
-// write writes one frame (with pwrite when s has a write descriptor, else
-// copied into the mapping) and records it in the index. A fault on the
-// mapping, or a failed pwrite, is sticky: the frame may be half-written.
+// write copies one frame into the mapping and records it in the index. A
+// fault on the mapping is sticky: the frame may be half-written.
 func (w *WAL) write(s *segment, off int64, seq, durable uint64, kind byte, data []byte) error {
-	if f := s.wf.Load(); f != nil && w.opts.writeMode != writePwriteBatches {
-		if size := format.FrameSize(len(data)); size <= maxPwrite {
-			pb := w.getBuf(size)
-			format.EncodeFrame(pb.b, s.seed, kind, seq, durable, data)
-			err := w.pwriteFrames(s, f, pb.b, off, seq)
-			w.putBuf(pb)
-			if err != nil {
-				return err
-			}
-			return w.setIndex(s, seq, off)
-		}
-	}
 	ferr := platform.CatchFault(func() {
 		format.EncodeFrame(s.data[off:], s.seed, kind, seq, durable, data)
 		s.idx.Set(int(seq-s.firstSeq), off)
 	})
 	if ferr != nil {
 		err := fmt.Errorf("mmapwal: write seq %d to %s at offset %d: %w", seq, s.path, off, ferr)
-		w.fail(err)
-		return err
-	}
-	return nil
-}
-
-// setIndex records seq at off in s's index. A fault is sticky, as in write.
-func (w *WAL) setIndex(s *segment, seq uint64, off int64) error {
-	if ferr := platform.CatchFault(func() { s.idx.Set(int(seq-s.firstSeq), off) }); ferr != nil {
-		err := fmt.Errorf("mmapwal: index seq %d of %s: %w", seq, s.path, ferr)
 		w.fail(err)
 		return err
 	}

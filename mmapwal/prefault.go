@@ -30,19 +30,7 @@ const (
 type prefaultWindow struct {
 	ahead int64 // bytes kept faulted ahead of the write offset
 	chunk int64 // one madvise call; the loop checks for stop between chunks
-	data  prefaultData
 }
-
-// prefaultData is how the segment's pages (not the index's, which is always
-// written through its mapping) are faulted in ahead of the writer.
-type prefaultData int
-
-const (
-	prefaultDataDefault prefaultData = iota // resolved at Open: write, or read under pwrite
-	prefaultDataWrite                       // mapped writable and dirty (frames copied into the mapping)
-	prefaultDataRead                        // page-cache pages read in, mapped read-only (frames written by pwrite)
-	prefaultDataNone                        // not faulted: the writer's pwrite allocates the pages
-)
 
 // kick is how far the writer moves between pokes of its loop.
 func (pw prefaultWindow) kick() int64 { return pw.ahead / 4 }
@@ -120,13 +108,7 @@ func prefaultLoop(s *segment, data, idxMap []byte, from int64, pw prefaultWindow
 				return
 			}
 			end := min(done+pw.chunk, size)
-			switch pw.data {
-			case prefaultDataRead:
-				_ = platform.PrefaultRead(data[done:end])
-			case prefaultDataNone:
-			default:
-				_ = platform.Prefault(data[done:end])
-			}
+			_ = platform.Prefault(data[done:end])
 			if lo, hi := indexAhead(idone, end, int64(len(idxMap))); hi > lo {
 				_ = platform.Prefault(idxMap[lo:hi])
 				idone = hi

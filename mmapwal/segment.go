@@ -32,7 +32,7 @@ type segment struct {
 	seed     uint32
 	path     string
 	f        *os.File
-	// wf is the descriptor appends pwrite frames through (Options.pwrite):
+	// wf is the descriptor appends pwrite frames through (Options.batchPwrite):
 	// open while the segment may take appends, closed once every frame
 	// reserved in it is written (closeWriteFile). nil: frames are copied
 	// into the mapping.

@@ -240,7 +240,7 @@ func (w *WAL) TruncateBack(seq uint64) error {
 		return err
 	}
 	keep.closedOnDisk = false
-	if w.opts.pwrite && keep.wf.Load() == nil {
+	if w.opts.batchPwrite && keep.wf.Load() == nil {
 		// It takes appends again. Without a descriptor they are copied
 		// into the mapping: slower, not wrong.
 		if f, err := platform.OpenFile(keep.path, os.O_RDWR, 0); err == nil {

@@ -223,7 +223,7 @@ func (w *WAL) load() error {
 		if err := w.loadIndex(s, rs); err != nil {
 			return err
 		}
-		if w.opts.pwrite && i == len(rep.Segments)-1 {
+		if w.opts.batchPwrite && i == len(rep.Segments)-1 {
 			s.keepWriteFile() // the active segment takes appends
 		}
 		if err := w.cache.adopt(s); err != nil {
