@@ -3,6 +3,7 @@
 package mmapwal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"math/rand"
@@ -76,6 +77,9 @@ type scaleConfig struct {
 	segments  int
 	maxMapped int // 0: the default
 	reads     int
+	sync      SyncPolicy // the zero value: SyncNone
+	batches   bool       // build with AppendBatch of two records (pwritten under SyncAlways)
+	checkEach uint64     // check resources every checkEach records while building (0: 20,000)
 }
 
 // runScale builds a log of cfg.segments 64 KiB segments under `ulimit -n
@@ -90,7 +94,12 @@ func runScale(t *testing.T, cfg scaleConfig) {
 		mapped = DefaultMaxMappedSegments
 	}
 	maxMaps := 2 * (mapped + scaleExtraMapped)
-	opts := &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, MaxMappedSegments: cfg.maxMapped}
+	sync := cfg.sync
+	if sync == 0 {
+		sync = SyncNone
+	}
+	opts := &Options{SegmentSize: MinSegmentSize, Sync: sync, MaxMappedSegments: cfg.maxMapped}
+	checkEach := cmp.Or(cfg.checkEach, 20000)
 	rssBase := rssBytes(t)
 	// What may be resident beyond the base: every mapped segment fully
 	// touched (data and index), and the heap's share per segment (the
@@ -110,10 +119,16 @@ func runScale(t *testing.T, cfg scaleConfig) {
 	require.NoError(t, err)
 	var last uint64
 	for w.Stats().Segments < cfg.segments {
-		seq, err := w.Append(scaleRecord(last + 1))
-		require.NoError(t, err, "append at %d segments", w.Stats().Segments)
-		last = seq
-		if last%20000 == 0 {
+		if cfg.batches {
+			first, err := w.AppendBatch([][]byte{scaleRecord(last + 1), scaleRecord(last + 2)})
+			require.NoError(t, err, "batch at %d segments", w.Stats().Segments)
+			last = first + 1
+		} else {
+			seq, err := w.Append(scaleRecord(last + 1))
+			require.NoError(t, err, "append at %d segments", w.Stats().Segments)
+			last = seq
+		}
+		if last%checkEach < 2 {
 			check("building")
 		}
 	}
@@ -186,6 +201,13 @@ var errStopReplay = errors.New("stop")
 // at ~508 segments.
 func TestResourcesBoundedManySegments(t *testing.T) {
 	runScale(t, scaleConfig{segments: 3000, maxMapped: 8, reads: 3000})
+}
+
+// TestResourcesBoundedSyncAlwaysBatches: as above under SyncAlways with
+// batches, which keep a descriptor on the active segment for their pwrite:
+// descriptors stay bounded as segments rotate.
+func TestResourcesBoundedSyncAlwaysBatches(t *testing.T) {
+	runScale(t, scaleConfig{segments: 600, maxMapped: 8, reads: 600, sync: SyncAlways, batches: true, checkEach: 100})
 }
 
 // TestScale100kSegments is the full-size run (make scale): 100,000 segments
