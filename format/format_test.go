@@ -274,3 +274,29 @@ func TestCorruptErrorIsErrCorrupt(t *testing.T) {
 	assert.Contains(t, err.Error(), "offset 64")
 	assert.Contains(t, err.Error(), "seq 3")
 }
+
+// EncodeFrame writes every byte of the frame, padding included, whatever
+// dst held, for every payload length around the header and alignment
+// boundaries (the padding is zeroed by a store that may overlap the header).
+func TestEncodeFrameEveryLength(t *testing.T) {
+	for n := 0; n <= 48; n++ {
+		payload := make([]byte, n)
+		for i := range payload {
+			payload[i] = byte(i + 1)
+		}
+		size := FrameSize(n)
+		dst := make([]byte, size+8)
+		for i := range dst {
+			dst[i] = 0xFF
+		}
+		require.Equal(t, size, EncodeFrame(dst, 7, KindFull, 42, 41, payload))
+		h, p, st := DecodeFrame(dst[:size], 0, 7, 1<<20)
+		require.Equal(t, FrameOK, st, "length %d", n)
+		require.Equal(t, FrameHeader{CRC: h.CRC, Kind: KindFull, Length: uint64(n), Seq: 42, Durable: 41}, h)
+		require.Equal(t, payload, append([]byte{}, p...))
+		for i := FrameHeaderSize + n; i < int(size); i++ {
+			require.Zero(t, dst[i], "length %d: padding byte %d", n, i)
+		}
+		require.Equal(t, byte(0xFF), dst[size], "length %d: wrote past the frame", n)
+	}
+}

@@ -29,8 +29,8 @@ type FrameHeader struct {
 
 // putHeaderFields writes everything but the CRC into h[4:32].
 func putHeaderFields(h []byte, kind byte, length, seq, durable uint64) {
-	h[4] = kind
-	h[5], h[6], h[7] = 0, 0, 0
+	_ = h[31]
+	binary.LittleEndian.PutUint32(h[4:], uint32(kind)) // kind, then three reserved zero bytes
 	binary.LittleEndian.PutUint64(h[8:], length)
 	binary.LittleEndian.PutUint64(h[16:], seq)
 	binary.LittleEndian.PutUint64(h[24:], durable)
@@ -44,9 +44,12 @@ func putHeaderFields(h []byte, kind byte, length, seq, durable uint64) {
 func EncodeFrame(dst []byte, seed uint32, kind byte, seq, durable uint64, payload []byte) int64 {
 	n := FrameSize(len(payload))
 	dst = dst[:n]
+	// The padding (under 8 bytes) is zeroed by one store of the frame's
+	// last 8 bytes, made first: the header and the payload are then written
+	// over whatever part of them it covered. No call to clear a few bytes.
+	binary.LittleEndian.PutUint64(dst[n-8:], 0)
 	putHeaderFields(dst, kind, uint64(len(payload)), seq, durable)
 	end := FrameHeaderSize + copy(dst[FrameHeaderSize:], payload)
-	clear(dst[end:])
 	// Header fields and payload are contiguous in dst: one CRC pass.
 	binary.LittleEndian.PutUint32(dst[:4], UpdateCRC(seed, dst[4:end]))
 	return n
