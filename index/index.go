@@ -105,16 +105,22 @@ func Open(path string, capacity int) (*Index, error) {
 		f.Close()
 		return nil, err
 	}
-	var h format.IndexHeader
-	if ferr := platform.CatchFault(func() { h, err = format.DecodeIndexHeader(m) }); ferr != nil {
-		err = ferr
-	}
+	h, err := decodeHeader(m)
 	if err != nil {
 		platform.Unmap(m)
 		f.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
 	return &Index{path: path, f: f, m: m, capacity: capacity, hdr: h}, nil
+}
+
+// decodeHeader decodes the header of mapping m under a fault guard (the
+// file may be shorter than its mapping).
+func decodeHeader(m []byte) (h format.IndexHeader, err error) {
+	if ferr := platform.CatchFault(func() { h, err = format.DecodeIndexHeader(m) }); ferr != nil {
+		return h, ferr
+	}
+	return h, err
 }
 
 // OpenReadOnly maps an existing index file for reading only (PROT_READ),
@@ -141,10 +147,7 @@ func OpenReadOnly(path string, capacity int) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	var h format.IndexHeader
-	if ferr := platform.CatchFault(func() { h, err = format.DecodeIndexHeader(m) }); ferr != nil {
-		err = ferr
-	}
+	h, err := decodeHeader(m)
 	if err != nil {
 		platform.Unmap(m)
 		return nil, fmt.Errorf("index %s: %w", path, err)

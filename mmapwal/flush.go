@@ -258,18 +258,7 @@ func (w *WAL) endOf(seq uint64) (*segment, int64) {
 	}
 	defer s.unpin()
 	var end int64
-	_ = platform.CatchFault(func() {
-		off, ok := s.idx.Get(seq - s.firstSeq)
-		if !ok {
-			return
-		}
-		// Bounded by the format, not today's MaxRecordSize: the record may
-		// have been written under a larger one.
-		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
-		if st == format.FrameOK && h.Seq == seq {
-			end = off + format.FrameSize(int(h.Length))
-		}
-	})
+	_ = platform.CatchFault(func() { end = s.frameEnd(seq) })
 	if end == 0 {
 		// The index entry failed its check (a damaged index file being
 		// rebuilt): sync the whole segment and write no checkpoint for it.
@@ -277,6 +266,23 @@ func (w *WAL) endOf(seq uint64) (*segment, int64) {
 		return s, -1
 	}
 	return s, end
+}
+
+// frameEnd returns the offset just after the frame of record seq of s, as
+// the index entry and the frame itself give it, or 0 if they do not agree
+// (a damaged index entry). REQUIRES: a pin on s; a fault guard.
+func (s *segment) frameEnd(seq uint64) int64 {
+	off, ok := s.idx.Get(seq - s.firstSeq)
+	if !ok {
+		return 0
+	}
+	// Bounded by the format, not today's MaxRecordSize: the record may
+	// have been written under a larger one.
+	h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
+	if st != format.FrameOK || h.Seq != seq {
+		return 0
+	}
+	return off + format.FrameSize(int(h.Length))
 }
 
 // dropSealed removes the first n fully synced sealed segments from the dirty

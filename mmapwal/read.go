@@ -444,15 +444,9 @@ func (w *WAL) readRun(r *Reader) bool {
 		// may be being written).
 		limit := int64(len(s.data))
 		if segs.find(last) == s {
-			lo, ok := s.idx.Get(last - s.firstSeq)
-			if !ok {
+			if limit = s.frameEnd(last); limit == 0 {
 				return
 			}
-			h, st := format.CheckFrameHeader(s.data, lo, MaxMaxRecordSize)
-			if st != format.FrameOK || h.Seq != last {
-				return
-			}
-			limit = lo + format.FrameSize(int(h.Length))
 		}
 		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 		if st != format.FrameOK || h.Seq != seq || !w.bigFrameOK(s, off, h) {

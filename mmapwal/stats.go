@@ -54,6 +54,31 @@ var (
 	countBounds = [16]uint64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536}
 )
 
+// bucket is the index of the bucket of bounds that v falls in (the last,
+// len(bounds), for values above every bound).
+func bucket(bounds *[16]uint64, v uint64) int {
+	i := 0
+	for i < len(bounds) && v > bounds[i] {
+		i++
+	}
+	return i
+}
+
+// histogram builds the exported form of a fixed-bucket histogram, dividing
+// bounds and sum by unit; count(i) is bucket i's count.
+func histogram(bounds *[16]uint64, unit float64, count func(i int) uint64, sum uint64) Histogram {
+	out := Histogram{Bounds: make([]float64, len(bounds)), Counts: make([]uint64, len(bounds)+1)}
+	for i, b := range bounds {
+		out.Bounds[i] = float64(b) / unit
+	}
+	for i := range out.Counts {
+		out.Counts[i] = count(i)
+		out.Count += out.Counts[i]
+	}
+	out.Sum = float64(sum) / unit
+	return out
+}
+
 // hist is a fixed-bucket histogram updated with atomics only.
 type hist struct {
 	counts [17]atomic.Uint64
@@ -61,12 +86,12 @@ type hist struct {
 }
 
 func (h *hist) observe(bounds *[16]uint64, v uint64) {
-	i := 0
-	for i < len(bounds) && v > bounds[i] {
-		i++
-	}
-	h.counts[i].Add(1)
+	h.counts[bucket(bounds, v)].Add(1)
 	h.sum.Add(v)
+}
+
+func (h *hist) snapshot(bounds *[16]uint64, unit float64) Histogram {
+	return histogram(bounds, unit, func(i int) uint64 { return h.counts[i].Load() }, h.sum.Load())
 }
 
 // plainHist is a hist kept under a lock the caller holds (the batch sizes,
@@ -78,39 +103,12 @@ type plainHist struct {
 }
 
 func (h *plainHist) observe(bounds *[16]uint64, v uint64) {
-	i := 0
-	for i < len(bounds) && v > bounds[i] {
-		i++
-	}
-	h.counts[i]++
+	h.counts[bucket(bounds, v)]++
 	h.sum += v
 }
 
 func (h *plainHist) snapshot(bounds *[16]uint64) Histogram {
-	out := Histogram{Bounds: make([]float64, len(bounds)), Counts: make([]uint64, len(h.counts))}
-	for i, b := range bounds {
-		out.Bounds[i] = float64(b)
-	}
-	for i, c := range h.counts {
-		out.Counts[i] = c
-		out.Count += c
-	}
-	out.Sum = float64(h.sum)
-	return out
-}
-
-// snapshot converts to a Histogram, dividing bounds and sum by unit.
-func (h *hist) snapshot(bounds *[16]uint64, unit float64) Histogram {
-	out := Histogram{Bounds: make([]float64, len(bounds)), Counts: make([]uint64, len(h.counts))}
-	for i, b := range bounds {
-		out.Bounds[i] = float64(b) / unit
-	}
-	for i := range h.counts {
-		out.Counts[i] = h.counts[i].Load()
-		out.Count += out.Counts[i]
-	}
-	out.Sum = float64(h.sum.Load()) / unit
-	return out
+	return histogram(bounds, 1, func(i int) uint64 { return h.counts[i] }, h.sum)
 }
 
 func (c *counters) observeSync(d time.Duration) { c.syncLat.observe(&syncBoundsNs, uint64(max(d, 0))) }

@@ -43,29 +43,22 @@ func count(dir string) (fds, maps int) {
 	return
 }
 
-func rss() int64 {
-	b, _ := os.ReadFile("/proc/self/status")
+// procField returns the number after "key" in the /proc file path
+// (VmRSS in kB in status, read_bytes in io), times scale.
+func procField(path, key string, scale int64) int64 {
+	b, _ := os.ReadFile(path)
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
+		if v, ok := strings.CutPrefix(l, key); ok {
 			var n int64
-			fmt.Sscanf(strings.TrimSpace(l[6:]), "%d", &n)
-			return n << 10
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &n)
+			return n * scale
 		}
 	}
 	return 0
 }
 
-func readBytes() int64 {
-	b, _ := os.ReadFile("/proc/self/io")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "read_bytes:") {
-			var n int64
-			fmt.Sscanf(strings.TrimSpace(l[11:]), "%d", &n)
-			return n
-		}
-	}
-	return 0
-}
+func rss() int64       { return procField("/proc/self/status", "VmRSS:", 1<<10) }
+func readBytes() int64 { return procField("/proc/self/io", "read_bytes:", 1) }
 
 func must(err error) {
 	if err != nil {
