@@ -187,7 +187,7 @@ func TestCrash(t *testing.T) {
 	}
 	total := crashEnvInt("MMAPWAL_CRASH_CYCLES", 30)
 	policies := []SyncPolicy{SyncAlways, SyncPeriodic, SyncNone}
-	seed := time.Now().UnixNano()
+	seed := crashSeed()
 	t.Logf("crash seed %d", seed)
 	var all crashTotals
 	start := time.Now()
@@ -229,7 +229,7 @@ func crashLoop(t *testing.T, policy SyncPolicy, cycles int, seed int64) crashTot
 		res, err := crashVerify(w, base, evs)
 		if err != nil {
 			w.Close()
-			require.NoError(t, err, "cycle %d (%v, seed %d, %d events, last %v)", cycle, policy, seed, len(evs), crashLast(evs))
+			require.NoError(t, err, "cycle %d (%v, seed %d, %d events, last %v)\nevents:\n%s", cycle, policy, seed, len(evs), crashLast(evs), crashTrace(evs))
 		}
 		// Appending continues where the log ends.
 		last := w.LastSeq()
@@ -253,6 +253,38 @@ func crashLast(evs []crashEvent) string {
 		return "none"
 	}
 	return evs[len(evs)-1].String()
+}
+
+// crashTrace is a failed cycle's events, for the failure message: every
+// truncation and the appends on either side of it, the rest counted.
+func crashTrace(evs []crashEvent) string {
+	var b strings.Builder
+	skipped := 0
+	for i, e := range evs {
+		near := false
+		for j := max(0, i-2); j <= min(len(evs)-1, i+2); j++ {
+			near = near || !strings.ContainsRune("AaBc", rune(evs[j].Kind))
+		}
+		if !near && i != len(evs)-1 {
+			skipped++
+			continue
+		}
+		if skipped > 0 {
+			fmt.Fprintf(&b, "  ... %d appends\n", skipped)
+			skipped = 0
+		}
+		fmt.Fprintf(&b, "  %d: %v\n", i, e)
+	}
+	return b.String()
+}
+
+// crashSeed is the seed of a crash loop: MMAPWAL_CRASH_SEED replays a
+// failed run's choices (the kill timing still varies).
+func crashSeed() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("MMAPWAL_CRASH_SEED"), 10, 64); err == nil {
+		return v
+	}
+	return time.Now().UnixNano()
 }
 
 // crashRunChild starts the writer, lets it report target events, waits

@@ -7,6 +7,7 @@ package mmapwal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -270,34 +271,20 @@ func crashVerifyFront(w *WAL, base map[uint64]crashRecID, evs []crashEvent, fron
 			}
 		}
 	}
-	res := crashCheck{Present: map[uint64]crashRecID{}}
-	first, last := w.FirstSeq(), w.LastSeq()
-	if last != 0 {
-		next := first
-		err := w.Replay(first, func(seq uint64, data []byte) error {
-			if seq != next {
-				return fmt.Errorf("gap: replay gave seq %d, want %d", seq, next)
-			}
-			next++
-			id, ok := crashDecode(data)
-			if !ok {
-				return fmt.Errorf("seq %d: %d bytes that are not a record any writer wrote (wrong or damaged record)", seq, len(data))
-			}
-			if want, ok := exp[seq]; ok && want != id {
-				return fmt.Errorf("seq %d: wrong record %+v, acknowledged was %+v", seq, id, want)
-			}
-			if want, ok := soft[seq]; ok && want != id {
-				return fmt.Errorf("seq %d: wrong record %+v, acknowledged (not yet synced) was %+v", seq, id, want)
-			}
-			res.Present[seq] = id
-			res.Checked++
-			return nil
-		})
-		if err != nil {
-			return res, fmt.Errorf("log [%d, %d]: %w", first, last, err)
+	var res crashCheck
+	var first, last uint64
+	// Under MaxSegments, the log's retention may drop the front while the
+	// replay runs (a record already cut reads ErrNotFound): replay again
+	// from the new front.
+	for try := 0; ; try++ {
+		res = crashCheck{Present: map[uint64]crashRecID{}}
+		var err error
+		first, last, err = crashReplay(w, exp, soft, &res)
+		if err == nil {
+			break
 		}
-		if next != last+1 {
-			return res, fmt.Errorf("replay stopped at seq %d, LastSeq is %d", next, last)
+		if !frontCut || !errors.Is(err, ErrNotFound) || w.FirstSeq() <= first || try == 10 {
+			return res, err
 		}
 	}
 	for s, id := range res.Present {
@@ -359,4 +346,40 @@ func slicesDeleteFunc(s [][2]uint64, del func([2]uint64) bool) [][2]uint64 {
 		}
 	}
 	return out
+}
+
+// crashReplay reads the whole log into res, checking each record against
+// the acknowledged ones, and returns the bounds it read.
+func crashReplay(w *WAL, exp, soft map[uint64]crashRecID, res *crashCheck) (first, last uint64, err error) {
+	first, last = w.FirstSeq(), w.LastSeq()
+	if last == 0 {
+		return first, last, nil
+	}
+	next := first
+	err = w.Replay(first, func(seq uint64, data []byte) error {
+		if seq != next {
+			return fmt.Errorf("gap: replay gave seq %d, want %d", seq, next)
+		}
+		next++
+		id, ok := crashDecode(data)
+		if !ok {
+			return fmt.Errorf("seq %d: %d bytes that are not a record any writer wrote (wrong or damaged record)", seq, len(data))
+		}
+		if want, ok := exp[seq]; ok && want != id {
+			return fmt.Errorf("seq %d: wrong record %+v, acknowledged was %+v", seq, id, want)
+		}
+		if want, ok := soft[seq]; ok && want != id {
+			return fmt.Errorf("seq %d: wrong record %+v, acknowledged (not yet synced) was %+v", seq, id, want)
+		}
+		res.Present[seq] = id
+		res.Checked++
+		return nil
+	})
+	if err != nil {
+		return first, last, fmt.Errorf("log [%d, %d]: %w", first, last, err)
+	}
+	if next != last+1 {
+		return first, last, fmt.Errorf("replay stopped at seq %d, LastSeq is %d", next, last)
+	}
+	return first, last, nil
 }
