@@ -1,8 +1,8 @@
 package mmapwal
 
 // Crash during MaxSegments retention: a log of hundreds of small segments
-// is reopened by a child process with a small MaxSegments; its appends
-// rotate, and retention drops almost every segment. The child is killed at
+// is reopened by a child process with a small MaxSegments: its Open drops
+// almost every segment, and each rotation of its appends one more. The child is killed at
 // a chosen point of retention (wal.meta written, right after the first
 // unlink) or at a random moment. Open must then succeed, with every
 // acknowledged record from the recovered FirstSeq on, and the newest one.

@@ -57,7 +57,7 @@ type Options struct {
 	Sync          SyncPolicy    // default SyncAlways (the zero value)
 	SyncInterval  time.Duration // for SyncPeriodic; default 100 ms, at least 1 ms (MinSyncInterval)
 	FirstSeq      uint64        // seq of the first record of a new, empty log; default 1
-	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted
+	MaxSegments   int           // 0 = keep all; else the oldest sealed segments beyond this count are deleted (by Open, and after rotations)
 	Logger        *slog.Logger  // nil = silent
 	FileMode      os.FileMode   // permissions of files the log creates (before the umask); default 0600
 	DirMode       os.FileMode   // permissions of the directory if Open creates it (before the umask); default 0700

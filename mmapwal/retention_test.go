@@ -364,3 +364,37 @@ func TestTruncateBackBeforeTheDroppedSegmentsAreDeleted_CloseReturns(t *testing.
 		})
 	}
 }
+
+// A log reopened with a MaxSegments below its segment count is cut to it
+// by Open, under every policy (SyncNone has no flush round to do it): the
+// FirstSeq seen right after Open is the one that stays, and the files are
+// gone by Close.
+func TestOpenAppliesMaxSegments(t *testing.T) {
+	for _, p := range allPolicies {
+		t.Run(p.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			o := &Options{SegmentSize: MinSegmentSize, Sync: p}
+			w := mustOpen(t, dir, o)
+			m := newModel(1)
+			m.fill(t, w, 2000, 300) // ~10 segments
+			segs := w.segs.Load().segs
+			require.Greater(t, len(segs), 6)
+			keepFrom := segs[len(segs)-3].firstSeq
+			require.NoError(t, w.Close())
+
+			o.MaxSegments = 3
+			w = mustOpen(t, dir, o)
+			require.Equal(t, keepFrom, w.FirstSeq(), "FirstSeq right after Open")
+			m.truncateFront(keepFrom)
+			m.check(t, w)
+			require.NoError(t, w.Close())
+			names, err := filepath.Glob(filepath.Join(dir, "*"+format.SegmentExt))
+			require.NoError(t, err)
+			require.Len(t, names, 3, "segment files after Close: %v", names)
+
+			w = mustOpen(t, dir, &Options{SegmentSize: MinSegmentSize, Sync: p})
+			m.check(t, w)
+			require.NoError(t, w.Close())
+		})
+	}
+}

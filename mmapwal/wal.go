@@ -166,9 +166,28 @@ func Open(dir string, opts *Options) (*WAL, error) {
 		w.prefaultKickAt = w.writeOff + o.prefault.kick()
 		w.prep.startPrefault(w.active, w.writeOff)
 	}
+	w.retainAtOpen()
 	w.wg.Add(1)
 	go w.flushLoop()
 	return w, nil
+}
+
+// retainAtOpen applies MaxSegments to the log as found, before Open
+// returns: a log reopened with a lower MaxSegments (or first given one) is
+// cut now, not at its next rotation, and FirstSeq does not move under a
+// caller that reads right after Open. A failure here loses nothing (the
+// cut is made durable in wal.meta before any file goes): it is logged, and
+// the next rotation tries again.
+func (w *WAL) retainAtOpen() {
+	if w.opts.MaxSegments <= 0 {
+		return
+	}
+	w.lockFlush()
+	err := w.enforceMaxSegments()
+	w.unlockFlush()
+	if err != nil {
+		w.log.Warn("mmapwal: removing old segments at open failed", "dir", w.dir, "err", err)
+	}
 }
 
 // load checks the log's identity, runs recovery and maps what it found.
