@@ -59,6 +59,10 @@ func durableWays(dir string, chunk, rounds int) {
 		copy(w.m[w.off:], b)
 		return unix.Msync(w.m[w.off&^4095:w.off+len(b)], unix.MS_SYNC)
 	}
+	mappedFdatasync := func(w *way, b []byte) error {
+		copy(w.m[w.off:], b)
+		return unix.Fdatasync(int(w.f.Fd()))
+	}
 	pwriteSync := func(full bool) func(w *way, b []byte) error {
 		return func(w *way, b []byte) error {
 			if _, err := unix.Pwrite(int(w.f.Fd()), b, int64(w.off)); err != nil {
@@ -76,9 +80,11 @@ func durableWays(dir string, chunk, rounds int) {
 		open("fallocated, pwrite + fdatasync", false, false),
 		open("zero-filled, mapped write + msync", true, true),
 		open("zero-filled, pwrite + fdatasync", true, false),
+		open("fallocated, mapped write + fdatasync", false, true),
 	}
 	ways[0].step, ways[1].step, ways[2].step = mappedMsync, pwriteSync(true), pwriteSync(false)
 	ways[3].step, ways[4].step = mappedMsync, pwriteSync(false)
+	ways[5].step = mappedFdatasync
 	must(syncDir(dir))
 	b := make([]byte, chunk)
 	for i := range b {
