@@ -7,7 +7,7 @@ replace github.com/mmapwal/wal => ../
 require (
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
-	github.com/hashicorp/raft-wal v0.4.0
+	github.com/hashicorp/raft-wal v0.4.2
 	github.com/mmapwal/wal v0.0.0-20261201172706-292ca9d981a5
 	github.com/rosedblabs/wal v1.3.8
 	github.com/tidwall/wal v1.2.1

@@ -193,7 +193,7 @@ func (s *tidwallStore) Syncs() uint64 {
 
 func (s *tidwallStore) Close() error { return s.log.Close() }
 
-// --- hashicorp/raft-wal v0.4.0 as a raft.LogStore, as it is: every
+// --- hashicorp/raft-wal v0.4.2 as a raft.LogStore, as it is: every
 // StoreLogs fsyncs and cannot be told not to. The caller chooses indexes, so
 // the adapter's mutex serialises appenders.
 
