@@ -174,16 +174,27 @@ func BenchmarkReopen1M(b *testing.B) {
 	}
 }
 
+// BenchmarkReplay1M: helpers=0 is the sequential replay, auto reads ahead
+// on the spare cores (replay_parallel.go).
 func BenchmarkReplay1M(b *testing.B) {
 	w := benchOpen(b, SyncNone)
 	fill(b, w, 1_000_000, 100)
-	b.SetBytes(100 * 1_000_000)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		n := 0
-		if err := w.Replay(0, func(uint64, []byte) error { n++; return nil }); err != nil || n != 1_000_000 {
-			b.Fatal(err, n)
-		}
+	for _, h := range []struct {
+		name string
+		n    int
+	}{{"helpers=0", -1}, {"helpers=auto", 0}} {
+		b.Run(h.name, func(b *testing.B) {
+			w.opts.replayHelpers = h.n
+			b.SetBytes(100 * 1_000_000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				n := 0
+				if err := w.Replay(0, func(uint64, []byte) error { n++; return nil }); err != nil || n != 1_000_000 {
+					b.Fatal(err, n)
+				}
+			}
+			b.ReportMetric(float64(b.N)*1e6/b.Elapsed().Seconds(), "rec/s")
+		})
 	}
 }

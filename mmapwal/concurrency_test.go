@@ -162,7 +162,10 @@ func cmRun(t *testing.T, policy SyncPolicy, maxSegs int, d time.Duration) {
 	// One mapped sealed segment: reads, syncs and truncations map evicted
 	// segments again beside the reaper and retention (mapcache.go).
 	o := &Options{SegmentSize: MinSegmentSize, Sync: policy, SyncInterval: time.Millisecond, MaxSegments: maxSegs,
-		MaxMappedSegments: 1}
+		MaxMappedSegments: 1,
+		// Replays read ahead on two helpers in runs of 4 records, so that
+		// even these small logs take that path beside every truncation.
+		replayStride: 4, replayHelpers: 2}
 	w := mustOpen(t, dir, o)
 	c := &cmState{w: w, appends: map[uint64]*cmAppend{}}
 

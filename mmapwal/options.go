@@ -94,6 +94,11 @@ type Options struct {
 	// still copy into the mapping: pwriting them too cost 64 appenders
 	// 20-30% of their throughput).
 	batchPwrite bool
+	// replayHelpers is how many goroutines read ahead for Replay (0: one
+	// per spare core, at most maxReplayHelpers; negative: none), and
+	// replayStride the records per read-ahead run (0: readAheadRecords).
+	// Tests set them to run both paths, and small runs on small logs.
+	replayHelpers, replayStride int
 	// crashAt, if set, is called at named points of housekeeping, so that a
 	// test's child process can kill itself at exactly that point.
 	crashAt func(hookPoint)

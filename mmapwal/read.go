@@ -237,6 +237,8 @@ type Reader struct {
 	// anchor (read-only WAL): the frame of record next-1 as this Reader
 	// returned it (or found it at NewReader); see roNext.
 	anchor roFrame
+	// pre: Replay's read-ahead on other cores (replay_parallel.go), or nil.
+	pre *prefetch
 }
 
 const (
@@ -391,7 +393,15 @@ func (r *Reader) dropRun() { r.buf, r.starts, r.ends, r.i = r.buf[:0], r.starts[
 func (r *Reader) fill() error {
 	w := r.w
 	r.dropRun()
-	if w.readRun(r) {
+	stop, maxBytes := uint64(0), int64(readAhead)
+	if r.pre != nil {
+		var ok bool
+		if ok, stop = r.pre.take(r); ok {
+			return nil
+		}
+		maxBytes = runBytes
+	}
+	if w.readRunTo(r, stop, maxBytes) {
 		return nil
 	}
 	// The fast path found nothing it could vouch for: the careful path
@@ -406,21 +416,28 @@ func (r *Reader) fill() error {
 	return nil
 }
 
-// readRun copies consecutive records from r.next on, within one segment,
+// readRunTo copies consecutive records from r.next on, within one segment,
 // into r.buf under a single reference and fault guard, and checks each
 // frame's seq and CRC in the copy. It returns false if it could not read
 // even one.
 //
-// The run is copied with one memmove (up to readAhead bytes of frames,
+// The run is copied with one memmove (up to maxBytes of frames,
 // never past the last published frame) and then walked in the copy: one
 // bulk copy and one CRC pass per frame over its header and payload,
 // instead of a copy and two CRC calls per record (replay is bounded by
 // these per-record costs, not by memory bandwidth). Every check is made on
 // the copy, so a frame rewritten while it was copied (TruncateBack and new
 // appends) fails its check and ends the run; nothing unchecked is returned.
-func (w *WAL) readRun(r *Reader) bool {
+//
+// The run stops before record stop (0: after readAheadRecords) and copies
+// at most maxBytes (more only for a first frame larger than that). With a
+// stop in the same segment, the copy ends at that record's frame.
+func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
 	seq := r.next
 	first, last := w.first.Load(), w.published.Load()
+	if stop != 0 && stop <= last {
+		last = stop - 1
+	}
 	if seq < first || seq > last {
 		return false
 	}
@@ -448,11 +465,12 @@ func (w *WAL) readRun(r *Reader) bool {
 				return
 			}
 		}
+		room := maxBytes
 		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 		if st != format.FrameOK || h.Seq != seq || !w.bigFrameOK(s, off, h) {
 			return
 		}
-		end := max(off+readAhead, off+format.FrameSize(int(h.Length))) // at least the first frame
+		end := max(off+room, off+format.FrameSize(int(h.Length))) // at least the first frame
 		end = min(end, limit, int64(len(s.data)))
 		if end <= off {
 			return
@@ -461,7 +479,7 @@ func (w *WAL) readRun(r *Reader) bool {
 		buf := r.buf
 		maxRec := uint64(w.opts.MaxRecordSize)
 		q := int64(0)
-		for n := 0; n < readAheadRecords && seq <= last; n++ {
+		for n := 0; (stop != 0 || n < readAheadRecords) && seq <= last; n++ {
 			h, st := format.CheckFrameHeader(buf, q, MaxMaxRecordSize)
 			if st != format.FrameOK || h.Seq != seq {
 				return // the end of the copy, or a frame changed under it
@@ -516,6 +534,12 @@ func (w *WAL) Replay(from uint64, fn func(seq uint64, data []byte) error) error 
 		return err
 	}
 	defer r.Close()
+	if r.next <= last {
+		if h := w.replayHelpers(last - r.next + 1); h > 0 {
+			r.pre = w.startPrefetch(r.next, last, h)
+			defer r.pre.close() // before r.Close: no helper outlives the call
+		}
+	}
 	for r.next <= last && r.Next() {
 		if err := fn(r.seq, r.val); err != nil {
 			return err

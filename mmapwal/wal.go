@@ -58,7 +58,10 @@ type WAL struct {
 	// truncGen changes with every truncation, so Readers drop what they
 	// read ahead (a seq may now hold another record, or none).
 	truncGen atomic.Uint64
-	cuts     cutLog // where recent TruncateBacks cut, for Readers (read.go)
+	// replayHelpersLive counts Replay's read-ahead goroutines running (a
+	// test checks that none outlives its Replay).
+	replayHelpersLive atomic.Int32
+	cuts              cutLog // where recent TruncateBacks cut, for Readers (read.go)
 	// inflight counts SyncAlways appends between their reservation and
 	// their return; TruncateBack waits for them (settleAppendersLocked), as
 	// they may wait for a sync. Appends under the other policies return
