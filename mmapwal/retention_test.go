@@ -398,3 +398,32 @@ func TestOpenAppliesMaxSegments(t *testing.T) {
 		})
 	}
 }
+
+// TruncateFront emptying the log at the first seq of an empty active
+// segment (a TruncateBack cut at its start) leaves no file name to two
+// segments: the next segment is created under that same name, and the
+// background delete of the dropped ones must not take its file.
+func TestTruncateFrontAtEmptyActiveSegment_KeepsTheNextSegmentsFile(t *testing.T) {
+	for _, p := range allPolicies {
+		t.Run(p.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			o := &Options{SegmentSize: MinSegmentSize, Sync: p}
+			w := mustOpen(t, dir, o)
+			m := newModel(1)
+			m.fill(t, w, 600, 300) // a few segments
+			segs := w.segs.Load().segs
+			start := segs[len(segs)-1].firstSeq
+			require.Greater(t, start, uint64(1))
+			require.NoError(t, w.TruncateBack(start-1)) // the active segment is now empty
+			m.truncateBack(start - 1)
+			require.NoError(t, w.TruncateFront(start)) // empties the log at its name
+			m.truncateFront(start)
+			m.fill(t, w, 600, 300) // the first new segment is named start
+			m.check(t, w)
+			require.NoError(t, w.Close()) // waits for the background delete
+			w = mustOpen(t, dir, o)
+			m.check(t, w)
+			require.NoError(t, w.Close())
+		})
+	}
+}

@@ -62,9 +62,17 @@ func (w *WAL) TruncateFront(seq uint64) error {
 	if seq >= w.nextSeq {
 		// Empty the log (appends meanwhile did not reach seq): every segment
 		// goes, and the next Append starts a new segment at seq. Its name is
-		// above every dropped segment's, so it never meets one of them.
+		// above every dropped segment's, so it never meets one of them:
+		// their files are deleted in the background, after it may exist.
+		// The one segment named seq already is an active segment holding no
+		// record (a TruncateBack cut at its start, and seq is the next seq):
+		// it stays, and the next Append writes into it.
 		drop = list
-		w.active, w.writeOff, w.nextSeq = nil, 0, seq
+		if a := w.active; a != nil && a.firstSeq == seq && len(list) > 0 && list[len(list)-1] == a {
+			drop = list[:len(list)-1]
+		} else {
+			w.active, w.writeOff, w.nextSeq = nil, 0, seq
+		}
 		w.published.Store(seq - 1) // nothing in flight: w.mu held, waited above
 		w.synced.Store(seq - 1)
 	} else {
