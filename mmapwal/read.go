@@ -55,6 +55,7 @@ const (
 func (w *WAL) read(dst []byte, seq uint64, hint *readHint) ([]byte, error) {
 	rebuilt := false
 	for attempt := 0; ; attempt++ {
+		gen := w.truncGen.Load() // before the bounds: see cutMeanwhile
 		first, last := w.first.Load(), w.published.Load()
 		if seq < first || seq > last {
 			return dst, w.notFound(seq)
@@ -87,10 +88,18 @@ func (w *WAL) read(dst []byte, seq uint64, hint *readHint) ([]byte, error) {
 			return dst, &CorruptError{File: s.path, Offset: off, Seq: seq, Reason: "fault reading the mapping (file shrunk?)"}
 		case st == readBadIndex && !rebuilt:
 			if err := w.rebuildIndex(s, seq); err != nil {
+				if cutMeanwhile(w, gen, attempt) {
+					rebuilt, hint = false, nil
+					continue
+				}
 				return dst, err
 			}
 			rebuilt, hint = true, nil
 		case attempt >= 2:
+			if cutMeanwhile(w, gen, attempt) {
+				rebuilt, hint = false, nil
+				continue
+			}
 			reason := "checksum mismatch"
 			if st == readBadIndex {
 				reason = "no valid frame with this seq where the rebuilt index points"
@@ -100,6 +109,14 @@ func (w *WAL) read(dst []byte, seq uint64, hint *readHint) ([]byte, error) {
 		// Retry: a torn read of a frame being rewritten after TruncateBack
 		// passes on the next attempt.
 	}
+}
+
+// cutMeanwhile reports whether a truncation ran since truncGen was gen, so
+// that a failed check may be a record being rewritten (TruncateBack, then
+// appends of the same seq), not damage: the read starts again, a bounded
+// number of times.
+func cutMeanwhile(w *WAL, gen uint64, attempt int) bool {
+	return w.truncGen.Load() != gen && attempt < 16
 }
 
 func (w *WAL) notFound(seq uint64) error {
@@ -480,8 +497,14 @@ func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
 		maxRec := uint64(w.opts.MaxRecordSize)
 		q := int64(0)
 		for n := 0; (stop != 0 || n < readAheadRecords) && seq <= last; n++ {
-			h, st := format.CheckFrameHeader(buf, q, MaxMaxRecordSize)
-			if st != format.FrameOK || h.Seq != seq {
+			// format.CheckFrameHeader's checks, written out: this loop is
+			// replay's per-record cost, and the call is not inlined.
+			if q > int64(len(buf))-format.FrameHeaderSize {
+				return // the end of the copy
+			}
+			h := format.ParseFrameHeader(buf[q : q+format.FrameHeaderSize])
+			if h.Seq != seq || h.Kind < format.KindFull || h.Kind > format.KindLast || buf[q+5]|buf[q+6]|buf[q+7] != 0 ||
+				h.Length > uint64(int64(len(buf))-q-format.FrameHeaderSize) {
 				return // the end of the copy, or a frame changed under it
 			}
 			if h.Length > maxRec && n > 0 {
@@ -519,8 +542,10 @@ func (r *Reader) Close() error {
 }
 
 // Replay calls fn for every record from seq from (0 means FirstSeq) to the
-// LastSeq at the time of the call, in order. It stops at fn's first error and
-// returns it. data is valid only during the call.
+// LastSeq at the time of the call, in order, on the calling goroutine. It
+// stops at fn's first error and returns it. data is valid only during the
+// call. With GOMAXPROCS above 1, a long replay uses up to 3 goroutines that
+// copy and check the records ahead of fn; they stop before Replay returns.
 func (w *WAL) Replay(from uint64, fn func(seq uint64, data []byte) error) error {
 	if w.isClosed() {
 		return ErrClosed
