@@ -35,6 +35,10 @@ const (
 	// runBytes bounds a read-ahead run's copy: 512 records up to 2 KiB
 	// fit; larger records make shorter runs, the rest read by the caller.
 	runBytes = 1 << 20
+	// preSlotsPerGoroutine sizes the ring of runs: enough that a helper
+	// rarely finds the next run's slot still in use and parks (its wake-up
+	// costs more than a run's fill on a busy VM).
+	preSlotsPerGoroutine = 4
 	// maxReplayHelpers bounds the helpers of one Replay.
 	maxReplayHelpers = 3
 )
@@ -95,7 +99,7 @@ func (w *WAL) replayStride() uint64 {
 func (w *WAL) startPrefetch(base, last uint64, helpers int) *prefetch {
 	stride := w.replayStride()
 	p := &prefetch{w: w, base: base, stride: stride, runs: (last-base)/stride + 1, last: last,
-		slots: make([]preSlot, 2*(helpers+1)), space: make(chan struct{}, helpers), stop: make(chan struct{})}
+		slots: make([]preSlot, preSlotsPerGoroutine*(helpers+1)), space: make(chan struct{}, helpers), stop: make(chan struct{})}
 	for j := range p.slots {
 		p.slots[j].word.Store(slotWord(uint64(j), slotFree))
 	}
