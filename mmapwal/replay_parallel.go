@@ -13,12 +13,13 @@ import (
 // it for the runs ahead of the caller while the caller's goroutine calls fn
 // for the run before. The records from the replay's first seq on are cut
 // into runs of stride records (run k starts at base+k*stride; a run also
-// ends at its segment's end). Each run has a slot in a ring of preSlots;
+// ends at its segment's end). Each run has a slot in a ring of
+// preSlotsPerGoroutine slots per goroutine (helpers and the caller);
 // whoever claims run k's slot first fills it: a helper, taking the next run
 // in turn, or the caller on reaching run k unclaimed. So the caller never
 // waits for a helper to be scheduled (a wake-up costs tens of µs on a busy
 // VM, more than a run's fill): it waits only for a run a helper is filling
-// now.
+// now, and fills the next unclaimed run meanwhile (helpOne).
 //
 // A run a helper filled is the Reader's own fill done earlier: the helper
 // loads truncGen before it reads, as a Reader's gen check precedes its
@@ -28,8 +29,9 @@ import (
 // A run that cannot be taken (another gen, nothing read) is read again by
 // the Reader itself, the careful path reporting any error.
 //
-// Memory: preSlots runs of at most runBytes each. Goroutines: helpers,
-// stopped and waited for before Replay returns.
+// Memory: the ring's runs, each of at most runBytes (a larger record is a
+// run of its own, and its buffer is dropped when released). Goroutines:
+// helpers, stopped and waited for before Replay returns.
 
 const (
 	// runBytes bounds a read-ahead run's copy: 512 records up to 2 KiB
@@ -67,7 +69,6 @@ type prefetch struct {
 	base      uint64 // first seq of run 0
 	stride    uint64
 	runs      uint64 // runs 0..runs-1 start at or before the replay's last seq
-	last      uint64
 	slots     []preSlot
 	nextClaim atomic.Uint64 // the next run a helper tries to claim
 	space     chan struct{} // a slot was freed
@@ -98,7 +99,7 @@ func (w *WAL) replayStride() uint64 {
 // startPrefetch starts helpers reading the runs of [base, last] ahead.
 func (w *WAL) startPrefetch(base, last uint64, helpers int) *prefetch {
 	stride := w.replayStride()
-	p := &prefetch{w: w, base: base, stride: stride, runs: (last-base)/stride + 1, last: last,
+	p := &prefetch{w: w, base: base, stride: stride, runs: (last-base)/stride + 1,
 		slots: make([]preSlot, preSlotsPerGoroutine*(helpers+1)), space: make(chan struct{}, helpers), stop: make(chan struct{})}
 	for j := range p.slots {
 		p.slots[j].word.Store(slotWord(uint64(j), slotFree))
