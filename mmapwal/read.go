@@ -482,12 +482,11 @@ func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
 				return
 			}
 		}
-		room := maxBytes
 		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
 		if st != format.FrameOK || h.Seq != seq || !w.bigFrameOK(s, off, h) {
 			return
 		}
-		end := max(off+room, off+format.FrameSize(int(h.Length))) // at least the first frame
+		end := max(off+maxBytes, off+format.FrameSize(int(h.Length))) // at least the first frame
 		end = min(end, limit, int64(len(s.data)))
 		if end <= off {
 			return
@@ -498,7 +497,9 @@ func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
 		q := int64(0)
 		for n := 0; (stop != 0 || n < readAheadRecords) && seq <= last; n++ {
 			// format.CheckFrameHeader's checks, written out: this loop is
-			// replay's per-record cost, and the call is not inlined.
+			// replay's per-record cost, and a call is not inlined (a
+			// format function doing just these checks measured 15-25% fewer
+			// records/s in BenchmarkReplay1M/helpers=0).
 			if q > int64(len(buf))-format.FrameHeaderSize {
 				return // the end of the copy
 			}
