@@ -355,8 +355,17 @@ func TestClusterLeaderRestartAndInstallSnapshot(t *testing.T) {
 	// afterwards (a later snapshot can cover every entry and be installed
 	// instead), which is raft's behaviour, not a lost record; what it must
 	// never hold again is its old log.
-	f := lead.raft().Apply([]byte("final=done"), 10*time.Second)
-	require.NoError(t, f.Error())
+	var f raft.ApplyFuture
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		f = c.leader().raft().Apply([]byte("final=done"), 10*time.Second)
+		err := f.Error()
+		if err == nil {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "final apply: %v", err)
+		time.Sleep(20 * time.Millisecond)
+	}
 	deadline = time.Now().Add(60 * time.Second)
 	for old.raft().AppliedIndex() < f.Index() {
 		require.True(t, time.Now().Before(deadline), "restarted node did not apply index %d (at %d)", f.Index(), old.raft().AppliedIndex())
