@@ -328,9 +328,19 @@ func TestClusterLeaderRestartAndInstallSnapshot(t *testing.T) {
 	}
 
 	// Converge: a barrier on the leader, then every FSM reaches its index.
-	lead = c.leader()
-	require.NoError(t, lead.raft().Barrier(30*time.Second).Error())
-	target := lead.raft().AppliedIndex()
+	var target uint64
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		// A leader change under load fails the barrier; try the next leader.
+		lead = c.leader()
+		err := lead.raft().Barrier(30 * time.Second).Error()
+		if err == nil {
+			target = lead.raft().AppliedIndex()
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "barrier: %v", err)
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, n := range c.nodes {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
