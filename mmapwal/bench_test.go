@@ -184,7 +184,7 @@ func BenchmarkReplay1M(b *testing.B) {
 		n    int
 	}{{"helpers=0", -1}, {"helpers=auto", 0}} {
 		b.Run(h.name, func(b *testing.B) {
-			w.opts.replayHelpers = h.n
+			w.opts.ReplayReadAhead = h.n
 			b.SetBytes(100 * 1_000_000)
 			b.ReportAllocs()
 			b.ResetTimer()

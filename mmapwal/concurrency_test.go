@@ -165,7 +165,7 @@ func cmRun(t *testing.T, policy SyncPolicy, maxSegs int, d time.Duration) {
 		MaxMappedSegments: 1,
 		// Replays read ahead on two helpers in runs of 4 records, so that
 		// even these small logs take that path beside every truncation.
-		replayStride: 4, replayHelpers: 2}
+		replayStride: 4, ReplayReadAhead: 2}
 	w := mustOpen(t, dir, o)
 	c := &cmState{w: w, appends: map[uint64]*cmAppend{}}
 

@@ -47,6 +47,7 @@ const (
 	DefaultMaxRecordSize = 16 << 20
 	MaxMaxRecordSize     = 1 << 30
 	DefaultSyncInterval  = 100 * time.Millisecond
+	MaxReplayReadAhead   = 8 // largest Options.ReplayReadAhead
 )
 
 // Options configure Open. A nil *Options means all defaults; zero fields take
@@ -74,6 +75,15 @@ type Options struct {
 	// ErrReadOnly. SegmentSize, Sync, SyncInterval, FirstSeq, MaxSegments,
 	// FileMode and DirMode are ignored.
 	ReadOnly bool
+	// ReplayReadAhead is how many goroutines a Replay of 2,048 records or
+	// more starts to copy and check the records ahead of the one its
+	// callback is given, on other cores: 0 = one per spare core
+	// (GOMAXPROCS-1), at most 3; negative = none (Replay reads on the
+	// caller's goroutine alone); at most MaxReplayReadAhead. They run only
+	// during the call, which holds at most 4 runs per goroutine (the
+	// caller's included) of at most 1 MiB each, a larger record making a
+	// run of its own. Ignored by ReadOnly logs.
+	ReplayReadAhead int
 
 	// hooks replace the durability points in tests (crash simulation).
 	hooks durability
@@ -94,11 +104,9 @@ type Options struct {
 	// still copy into the mapping: pwriting them too cost 64 appenders
 	// 20-30% of their throughput).
 	batchPwrite bool
-	// replayHelpers is how many goroutines read ahead for Replay (0: one
-	// per spare core, at most maxReplayHelpers; negative: none), and
-	// replayStride the records per read-ahead run (0: readAheadRecords).
-	// Tests set them to run both paths, and small runs on small logs.
-	replayHelpers, replayStride int
+	// replayStride is the records per read-ahead run (0:
+	// readAheadRecords); tests set small runs on small logs.
+	replayStride int
 	// crashAt, if set, is called at named points of housekeeping, so that a
 	// test's child process can kill itself at exactly that point.
 	crashAt func(hookPoint)
@@ -172,6 +180,9 @@ func (o *Options) resolve() (Options, error) {
 		r.MaxMappedSegments = DefaultMaxMappedSegments
 	case r.MaxMappedSegments < 0:
 		return bad("negative MaxMappedSegments %d", r.MaxMappedSegments)
+	}
+	if r.ReplayReadAhead > MaxReplayReadAhead {
+		return bad("ReplayReadAhead %d above %d", r.ReplayReadAhead, MaxReplayReadAhead)
 	}
 	if r.Logger == nil {
 		r.Logger = silent.Logger

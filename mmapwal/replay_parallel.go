@@ -41,7 +41,7 @@ const (
 	// rarely finds the next run's slot still in use and parks (its wake-up
 	// costs more than a run's fill on a busy VM).
 	preSlotsPerGoroutine = 4
-	// maxReplayHelpers bounds the helpers of one Replay.
+	// maxReplayHelpers bounds the helpers one Replay starts by default.
 	maxReplayHelpers = 3
 )
 
@@ -79,7 +79,7 @@ type prefetch struct {
 
 // replayHelpers returns how many helpers a replay of n records gets.
 func (w *WAL) replayHelpers(n uint64) int {
-	h := w.opts.replayHelpers
+	h := w.opts.ReplayReadAhead
 	if h < 0 || w.ro != nil || n < 4*w.replayStride() {
 		return 0
 	}

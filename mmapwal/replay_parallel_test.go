@@ -50,7 +50,7 @@ func TestReplayReadAheadMatchesModel(t *testing.T) {
 	require.NoError(t, w.Close())
 	for _, c := range []struct{ stride, helpers int }{{1, 1}, {3, 2}, {16, 1}, {64, 3}, {512, 1}} {
 		t.Run(fmt.Sprintf("stride=%d/helpers=%d", c.stride, c.helpers), func(t *testing.T) {
-			o := &Options{SegmentSize: 1 << 20, Sync: SyncNone, replayStride: c.stride, replayHelpers: c.helpers}
+			o := &Options{SegmentSize: 1 << 20, Sync: SyncNone, replayStride: c.stride, ReplayReadAhead: c.helpers}
 			w := mustOpen(t, dir, o)
 			defer w.Close()
 			for _, from := range []uint64{0, 1, 2, 777, 3001, 5990, 6000} {
@@ -70,7 +70,7 @@ func TestReplayReadAheadMatchesModel(t *testing.T) {
 
 // fn's error ends the replay at once, with every helper stopped.
 func TestReplayReadAheadStopsAtCallbackError(t *testing.T) {
-	w := mustOpen(t, t.TempDir(), &Options{SegmentSize: 1 << 20, Sync: SyncNone, replayStride: 8, replayHelpers: 3})
+	w := mustOpen(t, t.TempDir(), &Options{SegmentSize: 1 << 20, Sync: SyncNone, replayStride: 8, ReplayReadAhead: 3})
 	defer w.Close()
 	m := newModel(1)
 	m.fill(t, w, 3000, 100)
@@ -124,7 +124,7 @@ func TestReplayReadAheadTruncatedMidway(t *testing.T) {
 		}
 		for _, helpers := range []int{-1, 2} {
 			t.Run(fmt.Sprintf("%s/helpers=%d", c.name, helpers), func(t *testing.T) {
-				w := mustOpen(t, t.TempDir(), &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, replayStride: 16, replayHelpers: helpers})
+				w := mustOpen(t, t.TempDir(), &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, replayStride: 16, ReplayReadAhead: helpers})
 				defer w.Close()
 				for s := uint64(1); s <= 5000; s++ {
 					_, err := w.Append(recV(s, 1, 100))
@@ -166,7 +166,7 @@ func TestReplayReadAheadTruncatedMidway(t *testing.T) {
 // A run a helper filled before a TruncateBack replaced its records is not
 // returned: the Reader reads the new records itself.
 func TestReplayReadAheadDropsRunsReadBeforeACut(t *testing.T) {
-	w := mustOpen(t, t.TempDir(), &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, replayStride: 16, replayHelpers: 1})
+	w := mustOpen(t, t.TempDir(), &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, replayStride: 16, ReplayReadAhead: 1})
 	defer w.Close()
 	for s := uint64(1); s <= 5000; s++ {
 		_, err := w.Append(recV(s, 1, 100))
@@ -202,4 +202,46 @@ func TestReplayReadAheadDropsRunsReadBeforeACut(t *testing.T) {
 	}
 	require.NoError(t, r.Err())
 	require.Equal(t, uint64(1500), r.Seq())
+}
+
+// Options.ReplayReadAhead: negative runs Replay on the caller's goroutine
+// alone, a positive count starts that many helpers (even where GOMAXPROCS
+// would give fewer), above MaxReplayReadAhead is refused at Open. Every
+// setting returns the same records.
+func TestReplayReadAheadOption(t *testing.T) {
+	_, err := Open(t.TempDir(), &Options{ReplayReadAhead: MaxReplayReadAhead + 1})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "ReplayReadAhead")
+
+	dir := t.TempDir()
+	w := mustOpen(t, dir, &Options{SegmentSize: MinSegmentSize, Sync: SyncNone})
+	for s := uint64(1); s <= 6000; s++ {
+		_, err := w.Append(recV(s, 1, 50))
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Close())
+	auto := min(runtime.GOMAXPROCS(0)-1, 3)
+	for _, c := range []struct{ opt, want int }{{0, auto}, {-1, 0}, {1, 1}, {MaxReplayReadAhead, MaxReplayReadAhead}} {
+		t.Run(fmt.Sprintf("ReplayReadAhead=%d", c.opt), func(t *testing.T) {
+			w := mustOpen(t, dir, &Options{SegmentSize: MinSegmentSize, Sync: SyncNone, ReplayReadAhead: c.opt})
+			defer w.Close()
+			require.Equal(t, c.want, w.replayHelpers(6000), "helpers for a replay of 6000 records")
+			require.Zero(t, w.replayHelpers(2047), "helpers for a replay of fewer than 2048 records")
+			// Helpers may finish their runs and leave before fn sees them,
+			// so the live count bounds them from above only.
+			most := int32(0)
+			next := uint64(1)
+			err := w.Replay(1, func(seq uint64, b []byte) error {
+				most = max(most, w.replayHelpersLive.Load())
+				require.Equal(t, next, seq)
+				require.Equal(t, recV(seq, 1, 50), b)
+				next++
+				return nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, uint64(6001), next)
+			require.LessOrEqual(t, most, int32(c.want), "helpers running during the replay")
+			require.Zero(t, w.replayHelpersLive.Load(), "helpers left running after Replay returned")
+		})
+	}
 }
