@@ -81,8 +81,8 @@ type Options struct {
 	// (GOMAXPROCS-1), at most 3; negative = none (Replay reads on the
 	// caller's goroutine alone); at most MaxReplayReadAhead. They run only
 	// during the call, which holds at most 4 runs per goroutine (the
-	// caller's included) of at most 1 MiB each, a larger record making a
-	// run of its own. Ignored by ReadOnly logs.
+	// caller's included) of at most 1 MiB each (a larger record is not read
+	// ahead). Ignored by ReadOnly logs.
 	ReplayReadAhead int
 
 	// hooks replace the durability points in tests (crash simulation).

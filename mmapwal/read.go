@@ -418,7 +418,7 @@ func (r *Reader) fill() error {
 		}
 		maxBytes = runBytes
 	}
-	if w.readRunTo(r, stop, maxBytes) {
+	if w.readRunTo(r, stop, maxBytes, true) {
 		return nil
 	}
 	// The fast path found nothing it could vouch for: the careful path
@@ -447,9 +447,12 @@ func (r *Reader) fill() error {
 // appends) fails its check and ends the run; nothing unchecked is returned.
 //
 // The run stops before record stop (0: after readAheadRecords) and copies
-// at most maxBytes (more only for a first frame larger than that). With a
-// stop in the same segment, the copy ends at that record's frame.
-func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
+// at most maxBytes, more only for a first frame larger than that, and only
+// if bigFirst (read-ahead leaves such a record to the Reader, so that each
+// of its runs waiting for the caller holds at most maxBytes, not a whole
+// record of up to MaxRecordSize). With a stop in the same segment, the copy
+// ends at that record's frame.
+func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64, bigFirst bool) bool {
 	seq := r.next
 	first, last := w.first.Load(), w.published.Load()
 	if stop != 0 && stop <= last {
@@ -483,7 +486,7 @@ func (w *WAL) readRunTo(r *Reader, stop uint64, maxBytes int64) bool {
 			}
 		}
 		h, st := format.CheckFrameHeader(s.data, off, MaxMaxRecordSize)
-		if st != format.FrameOK || h.Seq != seq || !w.bigFrameOK(s, off, h) {
+		if st != format.FrameOK || h.Seq != seq || !bigFirst && format.FrameSize(int(h.Length)) > maxBytes || !w.bigFrameOK(s, off, h) {
 			return
 		}
 		end := max(off+maxBytes, off+format.FrameSize(int(h.Length))) // at least the first frame

@@ -29,9 +29,9 @@ import (
 // A run that cannot be taken (another gen, nothing read) is read again by
 // the Reader itself, the careful path reporting any error.
 //
-// Memory: the ring's runs, each of at most runBytes (a larger record is a
-// run of its own, and its buffer is dropped when released). Goroutines:
-// helpers, stopped and waited for before Replay returns.
+// Memory: the ring's runs, each of at most runBytes (a record larger than
+// that is never read ahead: the Reader reads it itself when it gets there).
+// Goroutines: helpers, stopped and waited for before Replay returns.
 
 const (
 	// runBytes bounds a read-ahead run's copy: 512 records up to 2 KiB
@@ -120,6 +120,11 @@ func (p *prefetch) help() {
 	defer p.wg.Done()
 	defer p.w.replayHelpersLive.Add(-1)
 	for {
+		select {
+		case <-p.stop: // Replay is returning: claim nothing more
+			return
+		default:
+		}
 		k := p.nextClaim.Add(1) - 1
 		if k >= p.runs {
 			return
@@ -147,7 +152,7 @@ func (p *prefetch) fill(k uint64, s *preSlot) {
 	s.gen = w.truncGen.Load() // before the read, as Next's check
 	s.r.w, s.r.next, s.r.hint = w, start, readHint{}
 	s.r.dropRun()
-	if !w.readRunTo(&s.r, start+p.stride, runBytes) {
+	if !w.readRunTo(&s.r, start+p.stride, runBytes, false) {
 		s.r.dropRun() // the caller reads it itself
 	}
 	s.word.Store(slotWord(k, slotReady))

@@ -245,3 +245,35 @@ func TestReplayReadAheadOption(t *testing.T) {
 		})
 	}
 }
+
+// Read-ahead never copies a record larger than a run (runBytes): the
+// Reader reads it itself when it gets there, so the runs waiting for the
+// caller hold at most runBytes each, not up to MaxRecordSize each.
+func TestReplayReadAheadLeavesLargeRecordsToTheReader(t *testing.T) {
+	w := mustOpen(t, t.TempDir(), &Options{Sync: SyncNone, replayStride: 1, ReplayReadAhead: 1})
+	defer w.Close()
+	const n, size = 12, runBytes + runBytes/2
+	for s := uint64(1); s <= n; s++ {
+		_, err := w.Append(recV(s, 1, size))
+		require.NoError(t, err)
+	}
+	p := w.startPrefetch(1, w.LastSeq(), 1)
+	s := p.slot(1)                          // run 0 is the caller's; the helper takes run 1 first
+	deadline := time.Now().Add(time.Minute) // a safety net: the helper gets there
+	for s.word.Load() != 1<<slotBits|slotReady {
+		require.True(t, time.Now().Before(deadline), "the helper never handled run 1")
+		runtime.Gosched()
+	}
+	require.Empty(t, s.r.ends, "a helper copied a record of %d bytes", size)
+	require.Less(t, cap(s.r.buf), runBytes, "a helper's run buffer grew to a large record")
+	p.close()
+
+	next := uint64(1)
+	require.NoError(t, w.Replay(1, func(seq uint64, b []byte) error {
+		require.Equal(t, next, seq)
+		require.Equal(t, recV(seq, 1, size), b)
+		next++
+		return nil
+	}))
+	require.Equal(t, uint64(n+1), next)
+}
