@@ -107,9 +107,19 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 	}
 
 	// benchstat: medians, confidence intervals, ratios to mmapwal (the
-	// first column) per metric, one column per peer.
+	// first column) per metric, one column per peer. An interleaved
+	// workload's line holds every peer's figures ("<unit>@<peer>"); it is
+	// split into one line per peer first, so it gets a column per peer too.
+	rawBytes, err := os.ReadFile(rawPath)
+	if err != nil {
+		return err
+	}
+	perPeerPath := filepath.Join(*out, "bench-per-peer.txt")
+	if err := os.WriteFile(perPeerPath, splitInterleaved(rawBytes), 0o644); err != nil {
+		return err
+	}
 	var tables bytes.Buffer
-	cmd = exec.Command("go", "tool", "benchstat", "-col", "/peer", rawPath)
+	cmd = exec.Command("go", "tool", "benchstat", "-col", "/peer", perPeerPath)
 	cmd.Dir = root
 	cmd.Stdout = &tables
 	cmd.Stderr = stderr
