@@ -225,8 +225,8 @@ func (p *prefetch) take(r *Reader) (ok bool, stop uint64) {
 // release frees run k's slot for run k+len(slots), and wakes a helper.
 func (p *prefetch) release(k uint64, s *preSlot) {
 	s.r.dropRun()
-	if cap(s.r.buf) > 2*runBytes {
-		s.r.buf = nil // a record larger than a run: do not keep its buffer
+	if cap(s.r.buf) > runBytes {
+		s.r.buf = nil // the Reader's buffer of a record larger than a run: do not keep it
 	}
 	s.word.Store(slotWord(k+uint64(len(p.slots)), slotFree))
 	select {
