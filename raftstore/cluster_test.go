@@ -125,7 +125,7 @@ func clusterConfig(id string) *raft.Config {
 
 // start opens n's store and starts raft on it, on n.addr (":0" the first
 // time; the same port on a restart).
-func (c *cluster) start(n *node, conf func(*raft.Config)) {
+func (c *cluster) start(n *node, confs ...func(*raft.Config)) {
 	t := c.t
 	t.Helper()
 	var err error
@@ -144,8 +144,10 @@ func (c *cluster) start(n *node, conf func(*raft.Config)) {
 	n.addr = string(n.trans.LocalAddr())
 	n.fsm = newFSM()
 	cfg := clusterConfig(n.id)
-	if conf != nil {
-		conf(cfg)
+	for _, conf := range confs {
+		if conf != nil {
+			conf(cfg)
+		}
 	}
 	r, err := raft.NewRaft(cfg, n.fsm, n.store, n.store, snaps, n.trans)
 	require.NoError(t, err)
@@ -160,11 +162,14 @@ func (c *cluster) stop(n *node) {
 	require.NoError(c.t, n.store.Close())
 }
 
-func newCluster(t *testing.T, size int) *cluster {
+func newCluster(t *testing.T, size int) *cluster { return newClusterWith(t, size, nil) }
+
+// newClusterWith starts size nodes whose config conf adjusts (nil: none).
+func newClusterWith(t *testing.T, size int, conf func(*raft.Config)) *cluster {
 	c := &cluster{t: t}
 	for i := 0; i < size; i++ {
 		n := &node{id: fmt.Sprintf("n%d", i), addr: "127.0.0.1:0", dir: t.TempDir()}
-		c.start(n, nil)
+		c.start(n, conf)
 		c.nodes = append(c.nodes, n)
 	}
 	var servers []raft.Server
@@ -335,7 +340,7 @@ func TestClusterLeaderRestartAndInstallSnapshot(t *testing.T) {
 	leadFirst, _ := lead.store.FirstIndex()
 	require.Greater(t, leadFirst, oldLast+1, "the leader never compacted past the stopped node's log")
 
-	c.start(old, nil)
+	c.start(old)
 	_, _, startRestores := old.fsm.state()
 	t.Logf("restarted %s (leader %s first index %d)", old.id, lead.id, leadFirst)
 
@@ -415,14 +420,19 @@ func TestClusterLeaderRestartAndInstallSnapshot(t *testing.T) {
 
 // TestClusterRestoreCommittedLogs: with Config.RestoreCommittedLogs, a node
 // started alone (its peers down: no leader, no AppendEntries) rebuilds its
-// FSM from its own log up to the commit index the store persisted.
+// FSM from its own log up to the commit index the store persisted, and no
+// further. Snapshots are off, so the log holds every entry and the expected
+// FSM is known: keys k0..kj, where kj is the last command at or below the
+// persisted commit index (a barrier or a new leader's no-op may follow it;
+// those never reach the FSM).
 func TestClusterRestoreCommittedLogs(t *testing.T) {
-	c := newCluster(t, 3)
+	noSnapshots := func(cfg *raft.Config) { cfg.SnapshotThreshold, cfg.SnapshotInterval = 1<<20, time.Hour }
+	c := newClusterWith(t, 3, noSnapshots)
 	lead := c.leader()
 	for i := 0; i < 300; i++ {
-		require.NoError(t, lead.raft().Apply([]byte(fmt.Sprintf("k%d=v%d", i, i)), 5*time.Second).Error())
+		require.NoError(t, futureError(lead.raft().Apply([]byte(fmt.Sprintf("k%d=v%d", i, i)), 5*time.Second), 30*time.Second))
 	}
-	require.NoError(t, lead.raft().Barrier(10*time.Second).Error())
+	require.NoError(t, futureError(lead.raft().Barrier(10*time.Second), 30*time.Second))
 	for _, n := range c.nodes {
 		c.stop(n)
 	}
@@ -431,23 +441,33 @@ func TestClusterRestoreCommittedLogs(t *testing.T) {
 	require.NoError(t, err)
 	commit, err := s.GetCommitIndex()
 	require.NoError(t, err)
-	require.NoError(t, s.Close())
 	require.Positive(t, commit)
+	lastKey := -1
+	for idx := commit; idx > 0 && lastKey < 0; idx-- {
+		var l raft.Log
+		require.NoError(t, s.GetLog(idx, &l), "index %d", idx)
+		if l.Type == raft.LogCommand {
+			_, err := fmt.Sscanf(string(l.Data), "k%d=", &lastKey)
+			require.NoError(t, err, "command %q at index %d", l.Data, idx)
+		}
+	}
+	require.NoError(t, s.Close())
+	require.GreaterOrEqual(t, lastKey, 0, "no command at or below the persisted commit index %d", commit)
 
-	c.start(n, func(cfg *raft.Config) {
-		cfg.RestoreCommittedLogs = true
-		cfg.SnapshotThreshold = 1 << 20 // keep the log as it is
-	})
+	c.start(n, noSnapshots, func(cfg *raft.Config) { cfg.RestoreCommittedLogs = true })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, applied, _ := n.fsm.state(); applied >= commit {
+		if m, _, _ := n.fsm.state(); m[fmt.Sprintf("k%d", lastKey)] != "" {
 			break
 		}
-		require.True(t, time.Now().Before(deadline), "FSM of a lone node did not reach the persisted commit index %d", commit)
+		require.True(t, time.Now().Before(deadline), "FSM of a lone node did not reach k%d, the last command at or below the persisted commit index %d", lastKey, commit)
 		time.Sleep(10 * time.Millisecond)
 	}
 	require.NotEqual(t, raft.Leader, n.raft().State())
 	m, applied, _ := n.fsm.state()
+	for i := 0; i <= lastKey; i++ {
+		require.Equal(t, fmt.Sprintf("v%d", i), m[fmt.Sprintf("k%d", i)], "key k%d", i)
+	}
+	require.Len(t, m, lastKey+1, "the lone node applied entries beyond its persisted commit index %d", commit)
 	t.Logf("lone node rebuilt its FSM to index %d (persisted commit index %d), %d keys", applied, commit, len(m))
-	require.Equal(t, "v0", m["k0"])
 }
