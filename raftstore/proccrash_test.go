@@ -313,7 +313,7 @@ func TestProcessCrash(t *testing.T) {
 		}
 		c.procs = append(c.procs[:idx:idx], c.procs[idx+1:]...)
 		c.mu.Unlock()
-		require.NotNil(t, c.leader(30*time.Second), "cycle %d: no new leader after killing %s", cycle, lead.id)
+		require.NotNil(t, c.leader(60*time.Second), "cycle %d: no new leader within 60 s after killing %s", cycle, lead.id)
 		waitAcks(nAck.Load() + 100)
 		restarted := startProc(t, lead.id, lead.dir, c.peers, false)
 		c.mu.Lock()
