@@ -120,10 +120,11 @@ func interleaved(r *run, w *interleavedWorkload) {
 // batch's First/Middle/Last) pwritten into a fallocated file and
 // fdatasynced, nothing else. Only the appends are implemented.
 type rawPwriteStore struct {
-	f    *os.File
-	off  int64
-	next uint64
-	buf  []byte
+	f     *os.File
+	off   int64
+	next  uint64
+	syncs uint64
+	buf   []byte
 }
 
 func openRawPwrite(dir string, durable bool, n int) (Store, error) {
@@ -180,6 +181,7 @@ func (s *rawPwriteStore) write(recs [][]byte) (uint64, error) {
 	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
 		return 0, err
 	}
+	s.syncs++
 	s.off += int64(len(s.buf))
 	s.next += uint64(len(recs))
 	return first, nil
