@@ -14,6 +14,7 @@ package mmapwal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -99,20 +100,39 @@ func newPLHooks(t *testing.T, dir string, seed int64, events func() []crashEvent
 	return h
 }
 
-// listLocked reads every regular file of the directory.
+// listLocked reads every regular file of the directory. A file renamed or
+// removed between the ReadDir and its open makes it list again: left out,
+// a file renamed meanwhile (a prepared segment taking its name at a
+// rotation) would be taken for removed, and syncDir would forget what of it
+// was synced, making images in which synced bytes are lost.
 func (h *plHooks) listLocked() (map[string]plFile, error) {
+	for try := 0; ; try++ {
+		out, vanished, err := h.listOnceLocked()
+		if err != nil || !vanished {
+			return out, err
+		}
+		if try == 1000 {
+			return nil, fmt.Errorf("listing %s: files keep vanishing between ReadDir and open", h.dir)
+		}
+	}
+}
+
+func (h *plHooks) listOnceLocked() (out map[string]plFile, vanished bool, err error) {
 	ents, err := os.ReadDir(h.dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := map[string]plFile{}
+	out = map[string]plFile{}
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
 		}
 		f, err := os.Open(filepath.Join(h.dir, e.Name()))
 		if err != nil {
-			continue // renamed or removed meanwhile: absent is a possible state
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, true, nil
+			}
+			return nil, false, err
 		}
 		id, size, err := plStatFd(f)
 		if err == nil {
@@ -127,10 +147,10 @@ func (h *plHooks) listLocked() (map[string]plFile, error) {
 		}
 		f.Close()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // maybeCapture records the page cache and the disk model at this seam call.
