@@ -269,6 +269,13 @@ func (h *plHooks) syncDir(dir string) error {
 	h.maybeCapture("syncDir")
 	h.mu.Lock()
 	cur, err := h.listLocked()
+	// Only what had synced contents when the listing was taken can be
+	// "removed for good" below: a file synced for the first time during
+	// the real directory sync is not in the listing, yet not removed.
+	known := make(map[plFileID]bool, len(h.durable))
+	for id := range h.durable {
+		known[id] = true
+	}
 	h.mu.Unlock()
 	if err != nil {
 		return err
@@ -285,7 +292,7 @@ func (h *plHooks) syncDir(dir string) error {
 		live[f.id] = true
 	}
 	for id := range h.durable { // removed for good: forget the contents
-		if !live[id] {
+		if !live[id] && known[id] {
 			delete(h.durable, id)
 		}
 	}
