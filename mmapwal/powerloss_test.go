@@ -68,6 +68,12 @@ type plHooks struct {
 	dir  string
 	t    *testing.T
 
+	// dirMu serialises the directory syncs (listing, real sync, model
+	// update): run concurrently, an older listing could be applied after a
+	// newer one, bringing back a name whose file the newer one had let go
+	// of, its contents forgotten (an image with a zeroed wal.meta).
+	dirMu sync.Mutex
+
 	mu      sync.Mutex // guards the disk model and captures
 	durable map[plFileID][]byte
 	durDir  map[string]plFileID
@@ -267,6 +273,8 @@ func (h *plHooks) syncFile(f *os.File) error {
 
 func (h *plHooks) syncDir(dir string) error {
 	h.maybeCapture("syncDir")
+	h.dirMu.Lock()
+	defer h.dirMu.Unlock()
 	h.mu.Lock()
 	cur, err := h.listLocked()
 	// Only what had synced contents when the listing was taken can be
