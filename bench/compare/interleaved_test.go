@@ -163,17 +163,7 @@ func (s *rawPwriteStore) write(recs [][]byte) (uint64, error) {
 	s.buf = s.buf[:total]
 	n := int64(0)
 	for j, rec := range recs {
-		kind := byte(format.KindFull)
-		switch {
-		case len(recs) == 1:
-		case j == 0:
-			kind = format.KindFirst
-		case j == len(recs)-1:
-			kind = format.KindLast
-		default:
-			kind = format.KindMiddle
-		}
-		n += format.EncodeFrame(s.buf[n:], rawSeed, kind, first+uint64(j), first-1, rec)
+		n += format.EncodeFrame(s.buf[n:], rawSeed, rawKind(j, len(recs)), first+uint64(j), first-1, rec)
 	}
 	if _, err := unix.Pwrite(int(s.f.Fd()), s.buf, s.off); err != nil {
 		return 0, err

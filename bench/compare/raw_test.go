@@ -270,15 +270,8 @@ func rawBatch(viaMap bool) func(*run) {
 			}
 			n := int64(0)
 			for j := range batch {
-				kind := byte(format.KindMiddle)
-				switch j {
-				case 0:
-					kind = format.KindFirst
-				case batch - 1:
-					kind = format.KindLast
-				}
 				seq := uint64(k*batch + j + 1)
-				n += format.EncodeFrame(dst[n:], rawSeed, kind, seq, uint64(k*batch), recs[k*batch+j])
+				n += format.EncodeFrame(dst[n:], rawSeed, rawKind(j, batch), seq, uint64(k*batch), recs[k*batch+j])
 			}
 			var err error
 			if viaMap {
@@ -332,4 +325,18 @@ func rawRandomRead(r *run) {
 	}
 	r.stop()
 	r.metric(float64(r.elapsed().Nanoseconds())/float64(r.n), "ns/read")
+}
+
+// rawKind is the frame kind of record j of a batch of n, as mmapwal writes
+// batches (a single record is a full frame).
+func rawKind(j, n int) byte {
+	switch {
+	case n == 1:
+		return format.KindFull
+	case j == 0:
+		return format.KindFirst
+	case j == n-1:
+		return format.KindLast
+	}
+	return format.KindMiddle
 }
